@@ -1,0 +1,149 @@
+"""Forms for storages and databases; every bad value becomes a form error."""
+
+import re
+import zoneinfo
+from pathlib import PurePosixPath
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from backups.models import Database, Storage
+from backups.pgtools import ConnInfo, PgError, check_server, tool_for
+from controlpanel.forms import KeepSecretsModelForm
+
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def validate_bucket(name: str) -> None:
+    if not BUCKET_RE.match(name) or ".." in name or re.match(r"^\d+\.\d+\.\d+\.\d+$", name):
+        raise ValidationError(
+            "A bucket name is 3-63 characters: lowercase letters, digits, '.' and '-', "
+            "starting and ending with a letter or digit."
+        )
+
+
+def validate_prefix(prefix: str) -> None:
+    if any(part == ".." for part in prefix.split("/")) or "\\" in prefix or prefix.startswith("/"):
+        raise ValidationError("A prefix is a relative path without '..' or backslashes, e.g. backups/prod.")
+    if any(ord(c) < 32 for c in prefix):
+        raise ValidationError("A prefix cannot contain control characters.")
+
+
+def validate_local_path(path: str) -> None:
+    if not path.startswith("/"):
+        raise ValidationError("Give an absolute directory path, e.g. /var/backups/restorable.")
+    if ".." in PurePosixPath(path).parts or "\x00" in path:
+        raise ValidationError("The path cannot contain '..'.")
+
+
+def validate_cron(expression: str) -> None:
+    from celery.schedules import ParseException, crontab_parser
+
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValidationError("A cron expression has 5 fields: minute hour day-of-month month day-of-week.")
+    limits = [(60, 0), (24, 0), (31, 1), (12, 1), (7, 0)]
+    for value, (size, start) in zip(fields, limits):
+        try:
+            crontab_parser(size, start).parse(value)
+        except (ParseException, ValueError, IndexError) as exc:
+            raise ValidationError(f"Invalid cron field {value!r}: {exc}") from None
+
+
+def validate_timezone(name: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"Unknown time zone {name!r}; use a name like Europe/Berlin or UTC.") from None
+
+
+class StorageForm(KeepSecretsModelForm):
+    class Meta:
+        model = Storage
+        fields = [
+            "name", "kind", "path", "endpoint_url", "region", "bucket", "prefix", "path_style",
+            "access_key_id", "secret_access_key", "server_side_encryption", "checksum_when_required",
+            "multipart_chunk_mb", "retention_days", "lifecycle_days",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get("kind")
+        if kind == Storage.Kind.LOCAL:
+            path = cleaned.get("path") or ""
+            try:
+                validate_local_path(path)
+            except ValidationError as exc:
+                self.add_error("path", exc)
+        elif kind == Storage.Kind.S3:
+            try:
+                validate_bucket(cleaned.get("bucket") or "")
+            except ValidationError as exc:
+                self.add_error("bucket", exc)
+        try:
+            validate_prefix(cleaned.get("prefix") or "")
+        except ValidationError as exc:
+            self.add_error("prefix", exc)
+        return cleaned
+
+
+class DatabaseForm(KeepSecretsModelForm):
+    tables_that_matter = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Comma- or newline-separated, e.g. public.orders, public.users",
+    )
+    test_connection = forms.BooleanField(
+        required=False, initial=True, help_text="Connect now, detect the version and check read access."
+    )
+
+    class Meta:
+        model = Database
+        fields = [
+            "name", "host", "port", "dbname", "user", "password", "sslmode", "timezone",
+            "primary_storage", "offsite_storages", "include_globals", "rto_budget_seconds",
+            "rpo_budget_seconds", "tables_that_matter", "smoke_sql", "agent_queue",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["tables_that_matter"] = ", ".join(self.instance.tables_that_matter or [])
+
+    def clean_tables_that_matter(self):
+        raw = self.cleaned_data.get("tables_that_matter") or ""
+        names = [n.strip() for n in re.split(r"[,\n]", raw) if n.strip()]
+        for name in names:
+            if not re.match(r"^[\w$]+(\.[\w$]+)?$", name):
+                raise ValidationError(f"{name!r} is not a table name (schema.table).")
+        return names
+
+    def clean_timezone(self):
+        value = self.cleaned_data["timezone"]
+        validate_timezone(value)
+        return value
+
+    def clean_host(self):
+        host = self.cleaned_data["host"].strip()
+        if not re.match(r"^[\w.:/%-]+$", host) or host.startswith("-"):
+            raise ValidationError("Give a host name, an IP address or a socket directory.")
+        return host
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors or not cleaned.get("test_connection"):
+            return cleaned
+        info = ConnInfo(cleaned["host"], cleaned["port"], cleaned["dbname"], cleaned["user"],
+                        cleaned.get("password") or "", cleaned["sslmode"])
+        try:
+            server = check_server(info)
+            tool_for("pg_dump", server.major)
+        except PgError as exc:
+            raise ValidationError(str(exc)) from None
+        if server.unreadable_tables:
+            shown = ", ".join(server.unreadable_tables[:5])
+            more = f" and {len(server.unreadable_tables) - 5} more" if len(server.unreadable_tables) > 5 else ""
+            raise ValidationError(
+                f"User {info.user!r} cannot read {shown}{more}: grant SELECT (see the least-privilege guide)."
+            )
+        self.instance.server_version = server.version_num
+        return cleaned

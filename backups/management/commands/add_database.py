@@ -1,0 +1,65 @@
+"""Add or update a database from a connection string in an environment variable."""
+
+import os
+
+import psycopg.conninfo
+from django.core.management.base import BaseCommand, CommandError
+
+from backups.forms import DatabaseForm
+from backups.management.commands.add_storage import form_errors
+from backups.models import BackupPolicy, Database, Storage
+from backups.schedules import sync_database_schedules
+
+
+class Command(BaseCommand):
+    help = "Add (or update) a database; its connection string is read from the environment variable you name."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        parser.add_argument("--dsn-env", required=True, metavar="VAR",
+                            help="environment variable holding the connection string (never put it on argv)")
+        parser.add_argument("--storage", required=True, help="primary storage")
+        parser.add_argument("--offsite", action="append", default=[], help="off-site storage (repeatable)")
+        parser.add_argument("--timezone", default="UTC")
+        parser.add_argument("--globals", action="store_true", help="also dump roles (without passwords)")
+        parser.add_argument("--no-test", action="store_true", help="do not connect now")
+
+    def handle(self, *args, **o):
+        dsn = os.environ.get(o["dsn_env"])
+        if not dsn:
+            raise CommandError(f"Environment variable {o['dsn_env']} is not set or empty.")
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError:
+            raise CommandError(f"{o['dsn_env']} does not hold a valid PostgreSQL connection string.") from None
+        storages = {s.name: s for s in Storage.objects.filter(name__in=[o["storage"], *o["offsite"]])}
+        missing = [n for n in [o["storage"], *o["offsite"]] if n not in storages]
+        if missing:
+            raise CommandError(f"No storage named {', '.join(missing)}; add it with add_storage first.")
+        data = {
+            "name": o["name"],
+            "host": params.get("host") or "127.0.0.1",
+            "port": params.get("port") or 5432,
+            "dbname": params.get("dbname") or params.get("user") or "postgres",
+            "user": params.get("user") or "postgres",
+            "password": params.get("password") or "",
+            "sslmode": params.get("sslmode") or "prefer",
+            "timezone": o["timezone"],
+            "primary_storage": storages[o["storage"]].pk,
+            "offsite_storages": [storages[n].pk for n in o["offsite"]],
+            "include_globals": o["globals"],
+            "rto_budget_seconds": 3600,
+            "rpo_budget_seconds": 86400,
+            "test_connection": not o["no_test"],
+        }
+        instance = Database.objects.filter(name=o["name"]).first() or Database()
+        if instance.pk:
+            data.update(rto_budget_seconds=instance.rto_budget_seconds, rpo_budget_seconds=instance.rpo_budget_seconds)
+        form = DatabaseForm(data, instance=instance)
+        if not form.is_valid():
+            raise CommandError(form_errors(form))
+        database = form.save()
+        BackupPolicy.objects.get_or_create(database=database)
+        sync_database_schedules(database)
+        version = f"PostgreSQL {database.server_major}" if database.server_major else "version not detected"
+        self.stdout.write(f"Database {database.name} saved ({version}).")

@@ -1,0 +1,73 @@
+"""Add or update a storage; S3 keys come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from backups.forms import StorageForm
+from backups.models import Storage
+from backups.storage import StorageError, backend_for
+from controlpanel.env import env_secret
+
+
+class Command(BaseCommand):
+    help = "Add (or update) a local or S3-compatible storage."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        where = parser.add_mutually_exclusive_group(required=True)
+        where.add_argument("--local", metavar="PATH", help="a local directory")
+        where.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint ('aws' for AWS itself)")
+        parser.add_argument("--bucket")
+        parser.add_argument("--prefix", default="")
+        parser.add_argument("--region", default="auto")
+        parser.add_argument("--path-style", action="store_true")
+        parser.add_argument("--retention-days", type=int)
+        parser.add_argument("--lifecycle-days", type=int)
+        parser.add_argument("--sse", choices=["AES256", "aws:kms"], default="")
+        parser.add_argument("--checksum-when-required", action="store_true",
+                            help="only send checksums the API requires (some S3-compatible services)")
+        parser.add_argument("--no-test", action="store_true", help="do not test access now")
+
+    def handle(self, *args, **o):
+        s3 = o["s3_endpoint"] is not None
+        data = {
+            "name": o["name"],
+            "kind": Storage.Kind.S3 if s3 else Storage.Kind.LOCAL,
+            "path": o["local"] or "",
+            "endpoint_url": "" if not s3 or o["s3_endpoint"] == "aws" else o["s3_endpoint"],
+            "bucket": o["bucket"] or "",
+            "prefix": o["prefix"],
+            "region": o["region"],
+            "path_style": o["path_style"],
+            "retention_days": o["retention_days"] if o["retention_days"] is not None else (90 if s3 else 14),
+            "lifecycle_days": o["lifecycle_days"] or "",
+            "server_side_encryption": o["sse"],
+            "checksum_when_required": o["checksum_when_required"],
+            "multipart_chunk_mb": 16,
+            "access_key_id": (env_secret("AWS_ACCESS_KEY_ID") or "") if s3 else "",
+            "secret_access_key": (env_secret("AWS_SECRET_ACCESS_KEY") or "") if s3 else "",
+        }
+        if s3 and not o["bucket"]:
+            raise CommandError("--bucket is required with --s3-endpoint.")
+        instance = Storage.objects.filter(name=o["name"]).first() or Storage()
+        form = StorageForm(data, instance=instance)
+        if not form.is_valid():
+            raise CommandError(form_errors(form))
+        storage = form.save(commit=False)
+        if not o["no_test"]:
+            try:
+                backend = backend_for(storage)
+                backend.test()
+                if storage.lifecycle_days:
+                    backend.set_lifecycle(storage.lifecycle_days)
+            except StorageError as exc:
+                raise CommandError(str(exc)) from None
+        storage.save()
+        self.stdout.write(f"Storage {storage.name} saved ({storage.location}).")
+
+
+def form_errors(form) -> str:
+    parts = []
+    for field, errors in form.errors.items():
+        label = "" if field == "__all__" else f"{field}: "
+        parts.append(label + " ".join(errors))
+    return "; ".join(parts)

@@ -1,0 +1,36 @@
+"""Every database with its last run and last verified backup."""
+
+import json
+
+from django.core.management.base import BaseCommand
+
+from backups.management.commands._follow import iso
+from backups.models import Database
+
+
+class Command(BaseCommand):
+    help = "Show every database with its last backup run."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args, **options):
+        rows = []
+        for database in Database.objects.all():
+            last, good = database.runs.first(), database.last_good_run()
+            rows.append({
+                "database": database.name,
+                "server_version": database.server_version,
+                "last_run": {"id": last.pk, "status": last.status, "verified": last.verified,
+                             "created": iso(last.created), "error": last.error} if last else None,
+                "last_verified_backup": {"id": good.pk, "created": iso(good.created)} if good else None,
+            })
+        if options["json"]:
+            self.stdout.write(json.dumps(rows, indent=2))
+            return
+        if not rows:
+            self.stdout.write("No databases yet: add one with `manage.py add_database`.")
+        for row in rows:
+            last = row["last_run"]
+            state = f"#{last['id']} {last['status']} ({last['verified']}) at {last['created']}" if last else "never backed up"
+            self.stdout.write(f"{row['database']}: {state}")

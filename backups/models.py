@@ -1,0 +1,193 @@
+"""Databases to protect, where their backups go, and what each run produced."""
+
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.utils.timezone import now
+
+from controlpanel.crypto import EncryptedTextField
+from controlpanel.models import Job, Status
+
+name_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9_-]{0,62}$",
+    "Use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit.",
+)
+
+
+class Storage(models.Model):
+    class Kind(models.TextChoices):
+        LOCAL = "local", "Local directory"
+        S3 = "s3", "S3-compatible (AWS, Cloudflare R2, MinIO)"
+
+    class ServerSideEncryption(models.TextChoices):
+        NONE = "", "None"
+        AES256 = "AES256", "AES256 (SSE-S3)"
+        KMS = "aws:kms", "aws:kms"
+
+    name = models.CharField(max_length=63, unique=True, validators=[name_validator])
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.LOCAL)
+    path = models.CharField(max_length=1024, blank=True, help_text="Directory for a local storage.")
+    endpoint_url = models.URLField(blank=True, help_text="Empty for AWS; e.g. https://<account>.r2.cloudflarestorage.com")
+    region = models.CharField(max_length=64, blank=True, default="auto")
+    bucket = models.CharField(max_length=63, blank=True)
+    prefix = models.CharField(max_length=512, blank=True)
+    path_style = models.BooleanField(default=False, help_text="Path-style addressing (MinIO, most self-hosted S3).")
+    access_key_id = EncryptedTextField(blank=True)
+    secret_access_key = EncryptedTextField(blank=True)
+    server_side_encryption = models.CharField(
+        max_length=16, choices=ServerSideEncryption.choices, blank=True, default=""
+    )
+    checksum_when_required = models.BooleanField(
+        default=False,
+        help_text="Send checksums only when the API requires them (needed by some S3-compatible services).",
+    )
+    multipart_chunk_mb = models.PositiveIntegerField(
+        default=16, validators=[MinValueValidator(5), MaxValueValidator(5120)],
+        help_text="Multipart part size; R2 needs equal-sized parts, which this always uses.",
+    )
+    retention_days = models.PositiveIntegerField(default=14, validators=[MaxValueValidator(36500)])
+    lifecycle_days = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(36500)],
+        help_text="Bucket lifecycle rule that expires old objects (off-site).",
+    )
+    created = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def location(self) -> str:
+        if self.kind == self.Kind.LOCAL:
+            return self.path
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+
+class Database(models.Model):
+    class SSLMode(models.TextChoices):
+        DISABLE = "disable"
+        ALLOW = "allow"
+        PREFER = "prefer"
+        REQUIRE = "require"
+        VERIFY_CA = "verify-ca"
+        VERIFY_FULL = "verify-full"
+
+    name = models.CharField(max_length=63, unique=True, validators=[name_validator])
+    host = models.CharField(max_length=255, default="127.0.0.1")
+    port = models.PositiveIntegerField(default=5432, validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    dbname = models.CharField("database name", max_length=63)
+    user = models.CharField(max_length=63, default="postgres")
+    password = EncryptedTextField(blank=True)
+    sslmode = models.CharField(max_length=16, choices=SSLMode.choices, default=SSLMode.PREFER)
+    server_version = models.PositiveIntegerField(null=True, blank=True, help_text="server_version_num, detected.")
+    timezone = models.CharField(max_length=64, default="UTC", help_text="Time zone of the schedules.")
+    rto_budget_seconds = models.PositiveIntegerField("RTO budget (s)", default=3600)
+    rpo_budget_seconds = models.PositiveIntegerField("RPO budget (s)", default=86400)
+    tables_that_matter = models.JSONField(default=list, blank=True)
+    smoke_sql = models.TextField(blank=True)
+    primary_storage = models.ForeignKey(Storage, on_delete=models.PROTECT, related_name="primary_for")
+    offsite_storages = models.ManyToManyField(Storage, blank=True, related_name="offsite_for")
+    include_globals = models.BooleanField(default=False, help_text="Also dump roles (without passwords).")
+    agent_queue = models.CharField(max_length=128, blank=True, help_text="Queue of the agent on the database host.")
+    created = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def server_major(self) -> int | None:
+        return self.server_version // 10000 if self.server_version else None
+
+    def storages(self) -> list[Storage]:
+        """The primary storage first, then the off-site ones."""
+        offsite = [s for s in self.offsite_storages.all() if s.pk != self.primary_storage_id]
+        return [self.primary_storage, *offsite]
+
+    def last_good_run(self):
+        return self.runs.filter(status=Status.SUCCEEDED, verified=BackupRun.Verified.PASSED).first()
+
+
+class BackupPolicy(models.Model):
+    """Schedules and choices of one database; schedules are django-celery-beat rows."""
+
+    class Compression(models.TextChoices):
+        AUTO = "auto", "Best available (zstd on PostgreSQL 16+, else fast gzip)"
+        ZSTD = "zstd", "zstd"
+        GZIP = "gzip", "gzip"
+        NONE = "none", "None"
+
+    database = models.OneToOneField(Database, on_delete=models.CASCADE, related_name="policy")
+    dump_cron = models.CharField(max_length=100, default="15 3 * * *")
+    base_backup_cron = models.CharField(max_length=100, default="30 2 * * 0")
+    drill_cron = models.CharField(max_length=100, default="0 5 1-7 * 0", help_text="Default: first Sunday of the month.")
+    compression = models.CharField(max_length=8, choices=Compression.choices, default=Compression.AUTO)
+    compression_level = models.PositiveSmallIntegerField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name_plural = "backup policies"
+
+    def __str__(self) -> str:
+        return f"policy of {self.database}"
+
+
+class BackupRun(Job):
+    class Verified(models.TextChoices):
+        PENDING = "pending", "Not verified yet"
+        PASSED = "passed", "Verified"
+        FAILED = "failed", "Verification failed"
+
+    database = models.ForeignKey(Database, on_delete=models.CASCADE, related_name="runs")
+    stamp = models.CharField(max_length=32, blank=True, help_text="UTC timestamp used in object keys.")
+    server_version = models.CharField(max_length=64, blank=True)
+    pg_dump_version = models.CharField(max_length=64, blank=True)
+    compression = models.CharField(max_length=32, blank=True)
+    bytes_dumped = models.BigIntegerField(default=0)
+    bytes_uploaded = models.BigIntegerField(default=0)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    row_counts = models.JSONField(default=dict, blank=True)
+    verified = models.CharField(max_length=8, choices=Verified.choices, default=Verified.PENDING, db_index=True)
+    keep = models.BooleanField(default=False, help_text="Pinned: retention never deletes it.")
+    pruned = models.DateTimeField(null=True, blank=True)
+
+    class Meta(Job.Meta):
+        permissions = [("run_backup", "Can start backups")]
+        constraints = [
+            # One run per database at a time, enforced by the database itself so
+            # twenty simultaneous clicks cannot start two dumps.
+            models.UniqueConstraint(
+                fields=["database"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="one_active_backup_per_database",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"backup #{self.pk} of {self.database}"
+
+
+class Artifact(models.Model):
+    """One file of a run on one storage."""
+
+    run = models.ForeignKey(BackupRun, on_delete=models.CASCADE, related_name="artifacts")
+    storage = models.ForeignKey(Storage, on_delete=models.PROTECT, related_name="artifacts")
+    name = models.CharField(max_length=64)
+    key = models.CharField(max_length=1024)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created = models.DateTimeField(default=now)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "storage", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "storage", "name"], name="one_artifact_per_file_and_storage")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.storage}:{self.key}"

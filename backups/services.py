@@ -1,0 +1,40 @@
+"""Starting backups: one run record per execution, enqueued after commit."""
+
+from django.db import IntegrityError, transaction
+
+from backups.models import BackupRun, Database
+from controlpanel.models import ACTIVE_STATES, AuditEvent, Trigger
+
+
+class AlreadyRunning(Exception):
+    def __init__(self, run: BackupRun):
+        self.run = run
+        super().__init__(f"A backup of {run.database} is already {run.status} (run #{run.pk}).")
+
+
+def create_backup_run(database: Database, trigger: str = Trigger.MANUAL) -> BackupRun:
+    """A queued run, or AlreadyRunning: the partial unique index makes the check atomic."""
+    try:
+        with transaction.atomic():
+            return BackupRun.objects.create(database=database, trigger=trigger)
+    except IntegrityError:
+        active = BackupRun.objects.filter(database=database, status__in=ACTIVE_STATES).first()
+        if active is None:  # it ended between our insert and this read
+            return create_backup_run(database, trigger)
+        raise AlreadyRunning(active) from None
+
+
+def start_backup(database: Database, trigger: str = Trigger.MANUAL, request=None) -> BackupRun:
+    """Create the run and enqueue it on the dumps queue once the row is committed."""
+    from backups.tasks import backup
+
+    run = create_backup_run(database, trigger)
+    if request is not None:
+        AuditEvent.record("backup.start", f"Backup of {database} started", obj=run, request=request)
+
+    def enqueue():
+        result = backup.delay(run.pk)
+        BackupRun.objects.filter(pk=run.pk).update(celery_task_id=result.id)
+
+    transaction.on_commit(enqueue)
+    return run

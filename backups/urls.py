@@ -1,0 +1,15 @@
+from django.urls import path
+
+from backups import views
+
+urlpatterns = [
+    path("storages/", views.storage_list, name="storage-list"),
+    path("storages/add/", views.storage_add, name="storage-add"),
+    path("storages/<str:name>/edit/", views.storage_edit, name="storage-edit"),
+    path("storages/<str:name>/test/", views.storage_test, name="storage-test"),
+    path("databases/add/", views.database_add, name="database-add"),
+    path("databases/<str:name>/", views.database_detail, name="database-detail"),
+    path("databases/<str:name>/edit/", views.database_edit, name="database-edit"),
+    path("databases/<str:name>/backup/", views.database_backup, name="database-backup"),
+    path("runs/<int:pk>/", views.run_detail, name="run-detail"),
+]

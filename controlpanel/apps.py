@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class ControlPanelConfig(AppConfig):
+    name = "controlpanel"
+    verbose_name = "Control panel"
+
+    def ready(self):
+        from controlpanel.roles import sync_roles
+        from controlpanel.schedules import ensure_system_schedules
+
+        # Not limited to this app as sender: the permissions of backups and
+        # drills are created by their own post_migrate, after ours.
+        post_migrate.connect(sync_roles, dispatch_uid="restorable-sync-roles")
+        post_migrate.connect(ensure_system_schedules, dispatch_uid="restorable-system-schedules")

@@ -1,0 +1,55 @@
+"""Form pieces shared by the apps: write-only secret inputs."""
+
+from django import forms
+
+from controlpanel.crypto import EncryptedTextField
+
+
+class SecretInput(forms.PasswordInput):
+    """Never renders the stored value back; says whether one is set instead."""
+
+    template_name = "controlpanel/widgets/secret.html"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs, render_value=False)
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, None, attrs)
+        context["widget"]["is_set"] = bool(value)
+        return context
+
+
+class SecretField(forms.CharField):
+    widget = SecretInput
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("strip", False)
+        super().__init__(**kwargs)
+        self.help_text = self.help_text or "Write-only: leave empty to keep the stored value."
+
+    def prepare_value(self, value):
+        return value  # the widget only looks at whether there is one
+
+
+class KeepSecretsModelForm(forms.ModelForm):
+    """A ModelForm whose empty secret inputs keep the stored value."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in self.secret_field_names():
+            if self.instance.pk and getattr(self.instance, name):
+                self.fields[name].required = False
+
+    def secret_field_names(self) -> list[str]:
+        return [
+            f.name
+            for f in self._meta.model._meta.get_fields()
+            if isinstance(f, EncryptedTextField) and f.name in self.fields
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in self.secret_field_names():
+            if not cleaned.get(name) and self.instance.pk:
+                cleaned[name] = getattr(self.instance, name)
+        return cleaned

@@ -1,0 +1,81 @@
+"""Running a Job: claim it, keep its heartbeat, finish it on every path."""
+
+import logging
+import socket
+import threading
+from contextlib import contextmanager
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from controlpanel.models import Job, Status
+
+log = logging.getLogger("restorable.jobs")
+
+
+class JobError(Exception):
+    """A failure whose message is meant for the operator as it is."""
+
+
+@contextmanager
+def heartbeat(job: Job, every: float | None = None):
+    """Touch job.heartbeat from a thread while the body runs.
+
+    A thread, because the body may block for a long time in one call (pg_dump
+    waiting on a lock, a slow upload) and the reaper must not take that for a
+    dead worker.
+    """
+    every = every or settings.HEARTBEAT_SECONDS
+    stop = threading.Event()
+
+    def beat():
+        try:
+            while not stop.wait(every):
+                type(job).objects.filter(pk=job.pk, status=Status.RUNNING).update(heartbeat=timezone.now())
+        except Exception:  # the run itself reports; a failed beat is only logged
+            log.exception("heartbeat of %s failed", job)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return f"Stopped: the task time limit ({settings.CELERY_TASK_SOFT_TIME_LIMIT} s) was reached."
+    if isinstance(exc, KeyboardInterrupt):
+        return "Stopped: the worker was shut down while the job ran."
+    if isinstance(exc, JobError) or type(exc).__module__.split(".")[0] in ("backups", "drills", "controlpanel"):
+        return str(exc)
+    # Unknown errors: the type only, the details go to the worker log, since a
+    # library's message may quote connection settings.
+    return f"Unexpected error ({type(exc).__name__}); the worker log has the details."
+
+
+def run_job(job: Job, work) -> Job:
+    """Claim JOB, run work(job) under a heartbeat, and always finish the job."""
+    close_old_connections()
+    if not job.claim(worker=socket.gethostname()):
+        log.info("%s was already claimed or ended (%s); skipping", job, job.status)
+        return job
+    log.info("%s started", job)
+    try:
+        with heartbeat(job):
+            fields = work(job) or {}
+    except BaseException as exc:
+        log.exception("%s failed", job)
+        job.finish(Status.FAILED, describe_failure(exc))
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        job.finish(Status.SUCCEEDED, **fields)
+        log.info("%s succeeded", job)
+    return job

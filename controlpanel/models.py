@@ -1,0 +1,145 @@
+"""What every kind of job shares (backup runs, verifications, drills, restores),
+and the audit trail."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATES = (Status.QUEUED, Status.RUNNING)
+TERMINAL_STATES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+
+class Trigger(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    MANUAL = "manual", "Manual"
+    API = "api", "API / CLI"
+
+
+class Job(models.Model):
+    """One execution, created before the work starts and finished on every path.
+
+    Workers claim a queued job with a compare-and-set, touch `heartbeat` while
+    they work, and the reaper fails running jobs whose heartbeat stopped.
+    """
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    phase = models.CharField(max_length=64, blank=True)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created"]
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATES
+
+    @property
+    def duration(self) -> timedelta | None:
+        if not self.started:
+            return None
+        return (self.finished or timezone.now()) - self.started
+
+    def claim(self, worker: str = "") -> bool:
+        """Queued -> running, atomically; False when another worker got it first."""
+        now = timezone.now()
+        claimed = type(self).objects.filter(pk=self.pk, status=Status.QUEUED).update(
+            status=Status.RUNNING, started=now, heartbeat=now, worker=worker
+        )
+        if claimed:
+            self.refresh_from_db()
+        return claimed == 1
+
+    def beat(self, **fields) -> None:
+        """Touch the heartbeat and write progress fields in one short UPDATE."""
+        fields["heartbeat"] = timezone.now()
+        type(self).objects.filter(pk=self.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def finish(self, status: str, error: str = "", **fields) -> None:
+        """Record the outcome, unless the job already ended (e.g. reaped)."""
+        now = timezone.now()
+        fields.update(status=status, error=error[:10000], finished=now, heartbeat=now)
+        updated = type(self).objects.filter(pk=self.pk, status__in=ACTIVE_STATES).update(**fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        else:
+            self.refresh_from_db()
+
+    @classmethod
+    def reap(cls, grace_seconds: int) -> int:
+        """Fail running jobs whose worker stopped sending heartbeats."""
+        cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+        return cls.objects.filter(status=Status.RUNNING, heartbeat__lt=cutoff).update(
+            status=Status.FAILED,
+            finished=timezone.now(),
+            error=(
+                f"The worker stopped responding (no heartbeat for over {grace_seconds} s): "
+                "it was killed, lost its connection or the machine restarted."
+            ),
+        )
+
+
+def job_models() -> list[type[Job]]:
+    """Every concrete Job model, for the reaper and the dashboard."""
+    found, todo = [], list(Job.__subclasses__())
+    while todo:
+        model = todo.pop()
+        todo.extend(model.__subclasses__())
+        if not model._meta.abstract:
+            found.append(model)
+    return sorted(found, key=lambda m: m._meta.label)
+
+
+class AuditEvent(models.Model):
+    """Who did what, when, from where, and how it ended."""
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    summary = models.CharField(max_length=500)
+    details = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.created:%Y-%m-%d %H:%M} {self.user or 'system'} {self.action}: {self.summary}"
+
+    @classmethod
+    def record(cls, action: str, summary: str, obj=None, user=None, request=None, **details):
+        if request is not None:
+            user = user or (request.user if request.user.is_authenticated else None)
+        return cls.objects.create(
+            user=user,
+            action=action,
+            object_type=obj._meta.label if obj is not None else "",
+            object_id=str(obj.pk) if obj is not None else "",
+            summary=summary[:500],
+            details=details,
+            ip=request.META.get("REMOTE_ADDR") if request is not None else None,
+        )

@@ -1,0 +1,24 @@
+"""The panel's own periodic tasks, kept as django-celery-beat rows."""
+
+import json
+
+from django.conf import settings
+from django.db import connections
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+SYSTEM_TASKS = {
+    # name: (task, every seconds)
+    "restorable: reap dead jobs": ("controlpanel.tasks.reap_dead_jobs", None),
+}
+
+
+def ensure_system_schedules(using="default", **kwargs) -> None:
+    if PeriodicTask._meta.db_table not in connections[using].introspection.table_names():
+        return  # a partial migrate; the next full one creates them
+    for name, (task, every) in SYSTEM_TASKS.items():
+        seconds = every or max(settings.HEARTBEAT_SECONDS, 5)
+        interval, _ = IntervalSchedule.objects.get_or_create(every=seconds, period=IntervalSchedule.SECONDS)
+        PeriodicTask.objects.update_or_create(
+            name=name,
+            defaults={"task": task, "interval": interval, "crontab": None, "args": json.dumps([]), "enabled": True},
+        )

@@ -1,0 +1,80 @@
+"""Proof that backups restore: verifications, drills and admin restores."""
+
+from django.conf import settings
+from django.db import models
+
+from backups.models import BackupRun, Database, Storage
+from controlpanel.models import Job
+
+
+class Verification(Job):
+    """Checks of one backup run: checksums re-read from storage, a full read
+    of the dump, and the schema replayed into a sandbox."""
+
+    class Kind(models.TextChoices):
+        AFTER_BACKUP = "after_backup", "After backup"
+        PERIODIC = "periodic", "Periodic re-check"
+        MANUAL = "manual", "Manual"
+
+    run = models.ForeignKey(BackupRun, on_delete=models.CASCADE, related_name="verifications")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.AFTER_BACKUP)
+    checksums_only = models.BooleanField(default=False)
+    checks = models.JSONField(default=list, blank=True, help_text="[{storage, artifact, check, ok, detail, seconds}]")
+
+    class Meta(Job.Meta):
+        permissions = [("run_verification", "Can start verifications")]
+
+    def __str__(self) -> str:
+        return f"verification #{self.pk} of run #{self.run_id}"
+
+
+class Drill(Job):
+    """A full restore into a throwaway Postgres, timed and checked."""
+
+    database = models.ForeignKey(Database, on_delete=models.CASCADE, related_name="drills")
+    source_run = models.ForeignKey(BackupRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="drills")
+    pitr_target = models.DateTimeField(null=True, blank=True)
+    storage = models.ForeignKey(Storage, null=True, blank=True, on_delete=models.SET_NULL)
+    download_seconds = models.FloatField(null=True, blank=True)
+    restore_seconds = models.FloatField(null=True, blank=True)
+    checks_seconds = models.FloatField(null=True, blank=True)
+    rto_seconds = models.FloatField(null=True, blank=True)
+    rpo_seconds = models.FloatField(null=True, blank=True)
+    row_counts_match = models.BooleanField(null=True, blank=True)
+    mismatches = models.JSONField(default=list, blank=True)
+    smoke_results = models.JSONField(default=list, blank=True)
+    within_budget = models.BooleanField(null=True, blank=True)
+
+    class Meta(Job.Meta):
+        permissions = [("run_drill", "Can start restore drills")]
+
+    def __str__(self) -> str:
+        return f"drill #{self.pk} of {self.database}"
+
+
+class Restore(Job):
+    """An admin-triggered restore, audited."""
+
+    class Target(models.TextChoices):
+        SANDBOX = "sandbox", "A sandbox kept for a while"
+        NEW_DATABASE = "new_database", "A new database on a registered server"
+
+    database = models.ForeignKey(Database, on_delete=models.CASCADE, related_name="restores")
+    source_run = models.ForeignKey(BackupRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="restores")
+    pitr_target = models.DateTimeField(null=True, blank=True)
+    target = models.CharField(max_length=16, choices=Target.choices, default=Target.SANDBOX)
+    target_database = models.ForeignKey(
+        Database, null=True, blank=True, on_delete=models.SET_NULL, related_name="restores_into"
+    )
+    target_dbname = models.CharField(max_length=63, blank=True)
+    tables = models.JSONField(default=list, blank=True)
+    schemas = models.JSONField(default=list, blank=True)
+    keep_hours = models.PositiveIntegerField(default=4)
+    expires = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+
+    class Meta(Job.Meta):
+        permissions = [("run_restore", "Can restore backups")]
+
+    def __str__(self) -> str:
+        return f"restore #{self.pk} of {self.database}"
