@@ -58,6 +58,11 @@ def validate_timezone(name: str) -> None:
 
 
 class StorageForm(KeepSecretsModelForm):
+    endpoint_url = forms.URLField(
+        required=False, assume_scheme="https", label="Endpoint URL",
+        help_text="Empty for AWS; e.g. https://<account>.r2.cloudflarestorage.com",
+    )
+
     class Meta:
         model = Storage
         fields = [

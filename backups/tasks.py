@@ -39,3 +39,10 @@ def scheduled_backup(database_id: int) -> None:
         start_backup(database, trigger=Trigger.SCHEDULED)
     except AlreadyRunning:
         pass  # the running one covers this slot
+
+
+@shared_task(ignore_result=True)
+def apply_retention() -> int:
+    from backups.retention import prune_all
+
+    return prune_all()

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from controlpanel.models import Job, Status
@@ -62,7 +62,6 @@ def describe_failure(exc: BaseException) -> str:
 
 def run_job(job: Job, work) -> Job:
     """Claim JOB, run work(job) under a heartbeat, and always finish the job."""
-    close_old_connections()
     if not job.claim(worker=socket.gethostname()):
         log.info("%s was already claimed or ended (%s); skipping", job, job.status)
         return job

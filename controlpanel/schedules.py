@@ -9,6 +9,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 SYSTEM_TASKS = {
     # name: (task, every seconds)
     "restorable: reap dead jobs": ("controlpanel.tasks.reap_dead_jobs", None),
+    "restorable: apply retention": ("backups.tasks.apply_retention", 3600),
 }
 
 

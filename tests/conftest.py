@@ -1,0 +1,120 @@
+"""Real parts for the tests: PostgreSQL databases, S3 through moto's server
+on loopback, local storage directories."""
+
+import subprocess
+import uuid
+
+import boto3
+import psycopg
+import pytest
+from django.contrib.auth.models import Group, User
+
+from backups.models import BackupPolicy, Database, Storage
+from controlpanel.roles import ADMIN, OPERATOR, VIEWER
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+def admin_conn():
+    return psycopg.connect(**PG, dbname="postgres", autocommit=True)
+
+
+@pytest.fixture
+def make_pg_database():
+    """Create empty databases on the local server; dropped afterwards."""
+    created = []
+
+    def make(prefix="rs_src"):
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with admin_conn() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return name
+
+    yield make
+    with admin_conn() as conn:
+        for name in created:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def psql(dbname: str, sql: str) -> str:
+    out = subprocess.run(
+        ["psql", "-h", PG["host"], "-U", PG["user"], "-d", dbname, "-v", "ON_ERROR_STOP=1", "-qAtX", "-c", sql],
+        capture_output=True, text=True, check=True,
+    )
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on a free loopback port: real HTTP and SigV4."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+S3_KEYS = {"aws_access_key_id": "testing-key", "aws_secret_access_key": "testing-secret"}
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint):
+    name = f"rs-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **S3_KEYS)
+    client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def s3_client(s3_endpoint):
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **S3_KEYS)
+
+
+@pytest.fixture
+def local_storage(db, tmp_path):
+    return Storage.objects.create(name="local", kind=Storage.Kind.LOCAL, path=str(tmp_path / "backups"))
+
+
+@pytest.fixture
+def s3_storage(db, s3_endpoint, s3_bucket):
+    return Storage.objects.create(
+        name="offsite", kind=Storage.Kind.S3, endpoint_url=s3_endpoint, region="us-east-1",
+        bucket=s3_bucket, prefix="restorable", path_style=True, multipart_chunk_mb=5,
+        access_key_id=S3_KEYS["aws_access_key_id"], secret_access_key=S3_KEYS["aws_secret_access_key"],
+        retention_days=90,
+    )
+
+
+@pytest.fixture
+def source_database(db, make_pg_database, local_storage):
+    """A Database row pointing at a fresh, empty PostgreSQL database."""
+    dbname = make_pg_database()
+    database = Database.objects.create(name="app", dbname=dbname, host=PG["host"], port=PG["port"],
+                                       user=PG["user"], primary_storage=local_storage)
+    BackupPolicy.objects.create(database=database)
+    return database
+
+
+def make_user(username: str, role: str | None) -> User:
+    user = User.objects.create_user(username=username, password="correct-horse-battery")
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def viewer(db):
+    return make_user("vera", VIEWER)
+
+
+@pytest.fixture
+def operator(db):
+    return make_user("otto", OPERATOR)
+
+
+@pytest.fixture
+def panel_admin(db):
+    return make_user("ada", ADMIN)
