@@ -52,7 +52,11 @@ class StoredObject:
 
 
 class Writer:
-    """A streaming upload of one object: write() chunks, then commit() or abort()."""
+    """A streaming upload of one object: write() chunks, then commit() or abort().
+
+    abort() after commit() removes the object too: when one storage of a run
+    fails, the copies already committed on the others must go as well.
+    """
 
     def write(self, data: bytes) -> None: ...
     def commit(self) -> int: ...
@@ -152,6 +156,7 @@ class LocalWriter(Writer):
         self.path, self.storage_name = path, storage_name
         self.partial = path.with_name(path.name + ".partial")
         self.size = 0
+        self.committed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.fh = open(self.partial, "wb")
@@ -176,6 +181,7 @@ class LocalWriter(Writer):
             os.fsync(self.fh.fileno())
             self.fh.close()
             os.replace(self.partial, self.path)
+            self.committed = True
         except OSError as exc:
             self.abort()
             raise StorageError(self._explain(exc)) from None
@@ -187,6 +193,9 @@ class LocalWriter(Writer):
         except OSError:
             pass
         self.partial.unlink(missing_ok=True)
+        if self.committed:
+            self.path.unlink(missing_ok=True)
+            self.committed = False
 
 
 def explain_s3_error(storage, exc: Exception, key: str = "") -> StorageError:
@@ -330,6 +339,7 @@ class S3Writer(Writer):
         self.slots = threading.BoundedSemaphore(self.max_in_flight)
         self.pool = None
         self.failed: Exception | None = None
+        self.committed = False
 
     @property
     def bucket(self) -> str:
@@ -373,12 +383,15 @@ class S3Writer(Writer):
         try:
             if self.upload_id is None:
                 self._call("put_object", Body=bytes(self.buffer), **self.backend._extra())
+                self.committed = True
                 return self.size
             if self.buffer:
                 self._send_part(bytes(self.buffer))
                 self.buffer.clear()
             parts = [future.result() for future in self.futures]
             self._call("complete_multipart_upload", UploadId=self.upload_id, MultipartUpload={"Parts": parts})
+            self.upload_id = None
+            self.committed = True
             self.pool.shutdown()
             return self.size
         except BaseException:
@@ -395,6 +408,12 @@ class S3Writer(Writer):
             except (ClientError, BotoCoreError):
                 pass  # the bucket's lifecycle rule aborts stale uploads too
             self.upload_id = None
+        if self.committed:
+            try:
+                self.backend.delete(self.key)
+            except StorageError:
+                pass  # logged by the caller's cleanup; retention removes orphans
+            self.committed = False
 
 
 def backend_for(storage) -> Backend:

@@ -1,0 +1,263 @@
+"""Throwaway PostgreSQL servers (sandboxes) of an exact major version.
+
+`local` runs initdb + pg_ctl into a temporary directory on a free loopback
+port, tuned for bulk loading since the data is thrown away. Each sandbox
+directory carries a label (owner pid, expiry) so the reaper can remove what a
+killed worker left behind. Binaries must be of the source's major version: a
+dump restored into another major proves nothing about the day it is needed.
+"""
+
+import json
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+
+from backups.pgtools import ConnInfo, PgError, ToolMissing, installed_majors
+
+log = logging.getLogger("restorable.sandbox")
+
+LABEL = "restorable-sandbox.json"
+
+# Safe only because the cluster is thrown away: no crash safety, no WAL
+# beyond what recovery of a crash we would never attempt needs.
+BULK_LOAD_SETTINGS = {
+    "fsync": "off",
+    "full_page_writes": "off",
+    "synchronous_commit": "off",
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "archive_mode": "off",
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "1h",
+    "maintenance_work_mem": "512MB",
+    "work_mem": "64MB",
+    "autovacuum": "off",
+    "shared_buffers": "256MB",
+    "max_parallel_maintenance_workers": "2",
+    "jit": "off",
+    "logging_collector": "off",
+}
+
+
+class SandboxError(PgError):
+    pass
+
+
+def sandbox_root() -> Path:
+    root = Path(getattr(settings, "SANDBOX_DIR", None) or settings.DATA_DIR / "sandboxes")
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)  # the postgres OS user must reach its data directory
+    for parent in list(root.parents)[:-1]:
+        _allow_traverse(parent)
+    return root
+
+
+def _allow_traverse(path: Path) -> None:
+    """mkdtemp makes 0700 directories; the cluster's OS user needs +x on the way down."""
+    try:
+        mode = path.stat().st_mode
+        if os.geteuid() == 0 and not mode & 0o001:
+            os.chmod(path, mode | 0o001)
+    except OSError:
+        pass
+
+
+def bin_dir(major: int) -> Path:
+    path = Path(settings.PG_BIN_ROOT) / str(major) / "bin"
+    if not (path / "initdb").exists() or not (path / "pg_ctl").exists():
+        have = ", ".join(map(str, installed_majors())) or "none"
+        raise ToolMissing(
+            f"No PostgreSQL {major} server binaries (initdb, pg_ctl) for a sandbox "
+            f"(installed majors: {have}): apt-get install postgresql-{major} "
+            "(from the PGDG repository if your release lacks it), or set RESTORABLE_PG_BIN_ROOT. "
+            "A sandbox must match the source's major version."
+        )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cluster_user() -> str | None:
+    """initdb and postgres refuse root: run them as the postgres OS user then."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise SandboxError("Running as root needs a 'postgres' OS user for sandboxes (initdb refuses root).") from None
+    return "postgres"
+
+
+@dataclass
+class Sandbox:
+    major: int
+    directory: Path
+    port: int
+    password: str = ""
+    user: str = "postgres"
+    host: str = "127.0.0.1"
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def datadir(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def bin(self) -> Path:
+        return bin_dir(self.major)
+
+    def conninfo(self, dbname: str = "postgres") -> ConnInfo:
+        return ConnInfo(self.host, self.port, dbname, self.user, self.password, "disable")
+
+    def run_as_owner(self, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+        user = cluster_user()
+        if user:
+            argv = ["runuser", "-u", user, "--", *argv]
+        return subprocess.run(argv, capture_output=True, text=True, **kwargs)
+
+    def stop(self) -> None:
+        if (self.datadir / "postmaster.pid").exists():
+            self.run_as_owner([str(self.bin / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop"],
+                              timeout=60)
+
+    def remove(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+class LocalSandboxes:
+    """initdb + pg_ctl in a temporary directory; about a second to create."""
+
+    def create(self, major: int, *, password: str = "", ttl_seconds: int = 6 * 3600,
+               extra_settings: dict | None = None) -> Sandbox:
+        binaries = bin_dir(major)
+        user = cluster_user()
+        directory = Path(tempfile.mkdtemp(prefix=f"pg{major}-", dir=sandbox_root()))
+        os.chmod(directory, 0o755)
+        (directory / LABEL).write_text(json.dumps({
+            "owner_pid": os.getpid(), "created": time.time(), "expires": time.time() + ttl_seconds, "major": major,
+        }))
+        sandbox = Sandbox(major=major, directory=directory, port=0, password=password)
+        try:
+            self._initdb(sandbox, binaries, user)
+            self._start(sandbox, binaries, extra_settings or {})
+        except BaseException:
+            sandbox.remove()
+            raise
+        return sandbox
+
+    def _initdb(self, sandbox: Sandbox, binaries: Path, user: str | None) -> None:
+        sandbox.datadir.mkdir(mode=0o700)
+        (sandbox.directory / "socket").mkdir(mode=0o755)
+        argv = [str(binaries / "initdb"), "-D", str(sandbox.datadir), "-U", "postgres", "-E", "UTF8",
+                "--locale=C.UTF-8", "--no-sync", "--auth-local=trust"]
+        if sandbox.password:
+            pwfile = sandbox.directory / "pwfile"
+            pwfile.write_text(sandbox.password + "\n")
+            argv += ["--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        else:
+            argv += ["--auth-host=trust"]
+        if user:
+            shutil.chown(sandbox.directory, user)
+            for path in sandbox.directory.rglob("*"):
+                shutil.chown(path, user)
+        result = sandbox.run_as_owner(argv, timeout=120)
+        if sandbox.password:
+            (sandbox.directory / "pwfile").unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise SandboxError(f"initdb for a PostgreSQL {sandbox.major} sandbox failed: {result.stderr.strip()[-800:]}")
+
+    def _start(self, sandbox: Sandbox, binaries: Path, extra: dict) -> None:
+        conf = {**BULK_LOAD_SETTINGS, **extra, "listen_addresses": "'127.0.0.1'",
+                "unix_socket_directories": f"'{sandbox.directory / 'socket'}'"}
+        for attempt in range(3):
+            sandbox.port = free_port()
+            lines = [f"{k} = {v if str(v).startswith(chr(39)) else repr(str(v))}" for k, v in conf.items()]
+            lines.append(f"port = {sandbox.port}")
+            (sandbox.datadir / "postgresql.auto.conf").write_text("\n".join(lines) + "\n")
+            result = sandbox.run_as_owner(
+                [str(binaries / "pg_ctl"), "-D", str(sandbox.datadir), "-l", str(sandbox.directory / "server.log"),
+                 "-w", "-t", "60", "start"], timeout=90)
+            if result.returncode == 0:
+                sandbox.settings = conf
+                return
+            log_text = (sandbox.directory / "server.log").read_text(errors="replace")[-800:]
+            if "could not bind" not in log_text and "Address already in use" not in log_text:
+                break
+        raise SandboxError(f"The PostgreSQL {sandbox.major} sandbox did not start: {log_text.strip()}")
+
+
+def backend():
+    """The configured sandbox backend."""
+    if getattr(settings, "SANDBOX_BACKEND", "local") == "docker":
+        from drills.docker_sandbox import DockerSandboxes
+
+        return DockerSandboxes()
+    return LocalSandboxes()
+
+
+def _owner_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_sandboxes(now: float | None = None) -> int:
+    """Remove sandboxes whose owner process is gone or whose time is up."""
+    now = now or time.time()
+    removed = 0
+    for label in sandbox_root().glob(f"*/{LABEL}"):
+        try:
+            info = json.loads(label.read_text())
+        except (OSError, ValueError):
+            info = {}
+        expired = info.get("expires", 0) < now
+        if _owner_alive(info.get("owner_pid", -1)) and not expired:
+            continue
+        major = info.get("major")
+        sandbox = Sandbox(major=major, directory=label.parent, port=0)
+        try:
+            if major:
+                sandbox.remove()
+            else:
+                shutil.rmtree(label.parent, ignore_errors=True)
+        except (ToolMissing, subprocess.SubprocessError, OSError) as exc:
+            log.warning("could not stop sandbox %s: %s", label.parent, exc)
+            _kill_postmaster(sandbox.datadir)
+            shutil.rmtree(label.parent, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _kill_postmaster(datadir: Path) -> None:
+    try:
+        pid = int((datadir / "postmaster.pid").read_text().splitlines()[0])
+        os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError, IndexError):
+        pass
