@@ -102,7 +102,7 @@ class LocalBackend(Backend):
             raise StorageError(f"Refusing key {key!r}: it leaves {self.root}.")
         return path
 
-    def open_writer(self, key: str) -> Writer:
+    def open_writer(self, key: str, expected_size: int = 0) -> Writer:
         return LocalWriter(self._path(key), self.storage.name)
 
     def read(self, key: str):
@@ -252,8 +252,11 @@ class S3Backend(Backend):
         sse = self.storage.server_side_encryption
         return {"ServerSideEncryption": sse} if sse else {}
 
-    def open_writer(self, key: str) -> Writer:
-        return S3Writer(self, key, self.storage.multipart_chunk_mb * 1024 * 1024)
+    def open_writer(self, key: str, expected_size: int = 0) -> Writer:
+        # S3 allows 10,000 parts and R2 wants them equal: size the parts up
+        # front so that twice the expected size still fits in 5,000 of them.
+        part_size = max(self.storage.multipart_chunk_mb * 1024 * 1024, -(-2 * expected_size // 5000))
+        return S3Writer(self, key, part_size)
 
     def read(self, key: str):
         try:
@@ -327,7 +330,7 @@ class S3Writer(Writer):
     """Multipart upload with equal-sized parts (R2 requires them), at most
     `max_in_flight` parts in memory, uploaded on threads while the dump goes on."""
 
-    max_in_flight = 3
+    max_in_flight = 2
 
     def __init__(self, backend: S3Backend, key: str, part_size: int):
         self.backend, self.key, self.part_size = backend, key, part_size

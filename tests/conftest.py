@@ -118,3 +118,47 @@ def operator(db):
 @pytest.fixture
 def panel_admin(db):
     return make_user("ada", ADMIN)
+
+
+@pytest.fixture(scope="session")
+def worker_env(django_db_setup):
+    """Environment for processes that must see the test database and broker."""
+    import os
+
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return {**os.environ, "DATABASE_URL": url, "RESTORABLE_DATA_DIR": str(settings.DATA_DIR),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL, "RESTORABLE_HEARTBEAT_SECONDS": "1"}
+
+
+@pytest.fixture(scope="session")
+def celery_worker(worker_env, tmp_path_factory):
+    """A real Celery worker process on the dumps and drills queues (Redis broker)."""
+    import sys
+    import time
+
+    import redis
+    from django.conf import settings
+
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "controlpanel", "worker", "-Q", f"dumps,drills,{settings.AGENT_QUEUE}",
+             "--concurrency", "2", "--loglevel", "INFO", "-n", "test@%h", "--without-mingle", "--without-gossip"],
+            env=worker_env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while b"ready." not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the Celery worker did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    proc.log = log
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
