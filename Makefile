@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test venv install
+.PHONY: run test bench
 
 $(VENV)/.installed: pyproject.toml
 	scripts/bootstrap-venv $(VENV)

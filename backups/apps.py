@@ -3,3 +3,6 @@ from django.apps import AppConfig
 
 class BackupsConfig(AppConfig):
     name = "backups"
+
+    def ready(self):
+        from backups import signals  # noqa: F401  keeps beat rows in step with databases

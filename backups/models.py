@@ -166,6 +166,8 @@ class BackupRun(Job):
             )
         ]
 
+    task_name = "backups.tasks.backup"
+
     def __str__(self) -> str:
         return f"backup #{self.pk} of {self.database}"
 

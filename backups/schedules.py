@@ -26,8 +26,11 @@ def schedule_name(database: Database, kind: str) -> str:
     return f"{database.name}: {kind}"
 
 
-def sync_database_schedules(database: Database) -> None:
-    policy, _ = BackupPolicy.objects.get_or_create(database=database)
+def sync_database_schedules(database: Database, policy: BackupPolicy | None = None) -> None:
+    if policy is None:
+        policy = BackupPolicy.objects.filter(database=database).first()
+        if policy is None:
+            policy = BackupPolicy(database=database)  # defaults until one is saved
     for kind, (task, field) in SCHEDULES.items():
         PeriodicTask.objects.update_or_create(
             name=schedule_name(database, kind),

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from backups.forms import DatabaseForm, StorageForm
-from backups.models import BackupPolicy, BackupRun, Database, Storage
+from backups.models import BackupRun, Database, Storage
 from backups.services import AlreadyRunning, start_backup
 from backups.storage import StorageError, backend_for
 from controlpanel.models import AuditEvent, Status
@@ -73,10 +73,6 @@ def _database_form(request, database):
     form = DatabaseForm(request.POST or None, instance=database)
     if request.method == "POST" and form.is_valid():
         database = form.save()
-        BackupPolicy.objects.get_or_create(database=database)
-        from backups.schedules import sync_database_schedules
-
-        sync_database_schedules(database)
         AuditEvent.record("database.save", f"Database {database} saved", obj=database, request=request)
         messages.success(request, f"Database {database} saved.")
         return redirect("database-detail", name=database.name)

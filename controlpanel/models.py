@@ -87,6 +87,28 @@ class Job(models.Model):
         else:
             self.refresh_from_db()
 
+    # The Celery task that runs this kind of job, for re-delivery.
+    task_name = ""
+
+    @classmethod
+    def redeliver_stale(cls, after_seconds: int, give_up_seconds: int) -> int:
+        """Queued jobs whose message was lost (broker restart): send again, then give up.
+
+        Sending twice is harmless: the worker claims with a compare-and-set.
+        """
+        from controlpanel.celery import app
+
+        now = timezone.now()
+        stale = cls.objects.filter(status=Status.QUEUED, created__lt=now - timedelta(seconds=after_seconds))
+        given_up = stale.filter(created__lt=now - timedelta(seconds=give_up_seconds)).update(
+            status=Status.FAILED, finished=now,
+            error=f"No worker picked this up within {give_up_seconds} s: are workers running on its queue?",
+        )
+        if cls.task_name:
+            for pk in stale.values_list("pk", flat=True):
+                app.send_task(cls.task_name, args=[pk])
+        return given_up
+
     @classmethod
     def reap(cls, grace_seconds: int) -> int:
         """Fail running jobs whose worker stopped sending heartbeats."""

@@ -10,6 +10,7 @@ SYSTEM_TASKS = {
     # name: (task, every seconds)
     "restorable: reap dead jobs": ("controlpanel.tasks.reap_dead_jobs", None),
     "restorable: apply retention": ("backups.tasks.apply_retention", 3600),
+    "restorable: reap sandboxes": ("controlpanel.tasks.reap_sandboxes", 300),
 }
 
 

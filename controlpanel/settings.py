@@ -127,7 +127,7 @@ TEMPLATES = [
 
 
 def _database_from_url() -> dict:
-    url = env_str("DATABASE_URL")
+    url = env_secret("DATABASE_URL")  # or DATABASE_URL_FILE: the URL holds a password
     if not url:
         _ensure_data_dir()
         url = f"sqlite:///{DATA_DIR / 'restorable.sqlite3'}"
@@ -201,7 +201,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 elif not CELERY_BROKER_URL.startswith(("redis://", "rediss://", "amqp://", "sentinel://")):
     raise ImproperlyConfigured(
-        "CELERY_BROKER_URL must be redis://, rediss://, amqp:// or filesystem://, "
+        "CELERY_BROKER_URL must be redis://, rediss://, sentinel://, amqp:// or filesystem://, "
         f"not {CELERY_BROKER_URL.split('://')[0]!r}"
     )
 CELERY_TASK_ALWAYS_EAGER = False
@@ -228,12 +228,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # heartbeat is older than RESTORABLE_HEARTBEAT_GRACE seconds.
 HEARTBEAT_SECONDS = env_int("RESTORABLE_HEARTBEAT_SECONDS", 10, minimum=1)
 HEARTBEAT_GRACE = env_int("RESTORABLE_HEARTBEAT_GRACE", HEARTBEAT_SECONDS * 6, minimum=2)
+QUEUE_REDELIVER_SECONDS = env_int("RESTORABLE_QUEUE_REDELIVER_SECONDS", 600, minimum=30)
+QUEUE_TIMEOUT_SECONDS = env_int("RESTORABLE_QUEUE_TIMEOUT_SECONDS", 6 * 3600, minimum=60)
 AGENT_QUEUE = env_str("RESTORABLE_AGENT_QUEUE") or f"agent.{socket.gethostname()}"
 
 # --- Restorable -------------------------------------------------------------
 
 STAGING_DIR = Path(env_str("RESTORABLE_STAGING_DIR") or DATA_DIR / "staging")
-LOCAL_STORAGE_DIR = Path(env_str("RESTORABLE_LOCAL_STORAGE_DIR") or DATA_DIR / "backups")
 PG_BIN_ROOT = Path(env_str("RESTORABLE_PG_BIN_ROOT") or "/usr/lib/postgresql")
 SANDBOX_BACKEND = env_choice("RESTORABLE_SANDBOX_BACKEND", "local", ("local", "docker"))
 SANDBOX_DIR = Path(env_str("RESTORABLE_SANDBOX_DIR") or DATA_DIR / "sandboxes")

@@ -19,4 +19,13 @@ def reap_dead_jobs() -> int:
         if reaped:
             log.warning("reaped %d %s whose worker stopped responding", reaped, model._meta.verbose_name_plural)
         total += reaped
+        model.redeliver_stale(settings.QUEUE_REDELIVER_SECONDS, settings.QUEUE_TIMEOUT_SECONDS)
     return total
+
+
+@shared_task(ignore_result=True)
+def reap_sandboxes() -> int:
+    """Remove sandboxes left behind by killed workers, and expired kept ones."""
+    from drills.sandbox import reap_sandboxes as reap
+
+    return reap()

@@ -94,7 +94,6 @@ def source_database(db, make_pg_database, local_storage):
     dbname = make_pg_database()
     database = Database.objects.create(name="app", dbname=dbname, host=PG["host"], port=PG["port"],
                                        user=PG["user"], primary_storage=local_storage)
-    BackupPolicy.objects.create(database=database)
     return database
 
 

@@ -100,3 +100,16 @@ def test_backup_wait_follows_a_real_worker(capsys, celery_worker, source_databas
     result = json.loads(out)
     assert result["status"] == Status.SUCCEEDED and result["trigger"] == "api"
     assert BackupRun.objects.get(pk=result["id"]).celery_task_id
+
+
+def test_schedules_follow_the_database_however_it_is_edited(source_database):
+    from backups.models import BackupPolicy
+
+    task = PeriodicTask.objects.get(name="app: dump")
+    assert task.crontab.hour == "3" and task.crontab.minute == "15"
+    policy = BackupPolicy.objects.get(database=source_database)
+    policy.dump_cron = "0 */6 * * *"
+    policy.save()
+    assert PeriodicTask.objects.get(name="app: dump").crontab.hour == "*/6"
+    source_database.delete()
+    assert not PeriodicTask.objects.filter(name="app: dump").exists()

@@ -71,3 +71,17 @@ def test_a_job_is_claimed_only_once(source_database):
     run = BackupRun.objects.create(database=source_database)
     assert run.claim()
     assert not BackupRun.objects.get(pk=run.pk).claim()
+
+
+def test_a_queued_run_whose_message_was_lost_is_sent_again_then_failed(source_database, monkeypatch):
+    sent = []
+    monkeypatch.setattr("controlpanel.celery.app.send_task", lambda name, args: sent.append((name, args)))
+    lost = BackupRun.objects.create(database=source_database, created=timezone.now() - timedelta(minutes=15))
+    reap_dead_jobs()
+    assert sent == [("backups.tasks.backup", [lost.pk])]
+    lost.refresh_from_db()
+    assert lost.status == Status.QUEUED
+    BackupRun.objects.filter(pk=lost.pk).update(created=timezone.now() - timedelta(days=1))
+    reap_dead_jobs()
+    lost.refresh_from_db()
+    assert lost.status == Status.FAILED and "No worker picked this up" in lost.error

@@ -63,3 +63,15 @@ def test_key_rotation_reads_old_tokens(with_secrets, settings):
 
     settings.SECRETS_KEYS = [Fernet.generate_key().decode(), *settings.SECRETS_KEYS]
     assert Database.objects.get().password == PASSWORD
+
+
+def test_rotate_secrets_re_encrypts_with_the_new_key(with_secrets, settings):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    old_keys = list(settings.SECRETS_KEYS)
+    settings.SECRETS_KEYS = [Fernet.generate_key().decode(), *old_keys]
+    call_command("rotate_secrets")
+    settings.SECRETS_KEYS = settings.SECRETS_KEYS[:1]  # the old key is dropped
+    assert Database.objects.get().password == PASSWORD
+    assert Storage.objects.get().secret_access_key == SECRET_KEY

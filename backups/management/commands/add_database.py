@@ -7,8 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backups.forms import DatabaseForm
 from backups.management.commands.add_storage import form_errors
-from backups.models import BackupPolicy, Database, Storage
-from backups.schedules import sync_database_schedules
+from backups.models import Database, Storage
 
 
 class Command(BaseCommand):
@@ -59,7 +58,5 @@ class Command(BaseCommand):
         if not form.is_valid():
             raise CommandError(form_errors(form))
         database = form.save()
-        BackupPolicy.objects.get_or_create(database=database)
-        sync_database_schedules(database)
         version = f"PostgreSQL {database.server_major}" if database.server_major else "version not detected"
         self.stdout.write(f"Database {database.name} saved ({version}).")
