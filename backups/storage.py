@@ -358,19 +358,22 @@ class S3Writer(Writer):
         self.buffer += data
         self.size += len(data)
         while len(self.buffer) >= self.part_size:
-            part = bytes(self.buffer[: self.part_size])
-            del self.buffer[: self.part_size]
-            self._send_part(part)
+            self._send_part(self.part_size)
 
-    def _send_part(self, data: bytes) -> None:
+    def _send_part(self, length: int) -> None:
         if self.failed:
             raise self.failed
         if self.upload_id is None:
             self.upload_id = self._call("create_multipart_upload", **self.backend._extra())["UploadId"]
             self.pool = ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix="s3-part")
+        # Back-pressure before copying: never more than max_in_flight parts
+        # in memory besides the buffer being filled.
+        self.slots.acquire()
+        with memoryview(self.buffer) as view:
+            part = bytes(view[:length])
+        del self.buffer[:length]
         number = len(self.futures) + 1
-        self.slots.acquire()  # back-pressure: never more than max_in_flight parts in memory
-        self.futures.append(self.pool.submit(self._upload_part, number, data))
+        self.futures.append(self.pool.submit(self._upload_part, number, part))
 
     def _upload_part(self, number: int, data: bytes) -> dict:
         try:
@@ -389,8 +392,7 @@ class S3Writer(Writer):
                 self.committed = True
                 return self.size
             if self.buffer:
-                self._send_part(bytes(self.buffer))
-                self.buffer.clear()
+                self._send_part(len(self.buffer))
             parts = [future.result() for future in self.futures]
             self._call("complete_multipart_upload", UploadId=self.upload_id, MultipartUpload={"Parts": parts})
             self.upload_id = None
