@@ -41,7 +41,7 @@ class Storage(models.Model):
         help_text="Send checksums only when the API requires them (needed by some S3-compatible services).",
     )
     multipart_chunk_mb = models.PositiveIntegerField(
-        default=8, validators=[MinValueValidator(5), MaxValueValidator(5120)],
+        default=5, validators=[MinValueValidator(5), MaxValueValidator(5120)],
         help_text="Multipart part size; R2 needs equal-sized parts, which this always uses.",
     )
     retention_days = models.PositiveIntegerField(default=14, validators=[MaxValueValidator(36500)])

@@ -42,7 +42,7 @@ class Command(BaseCommand):
             "lifecycle_days": o["lifecycle_days"] or "",
             "server_side_encryption": o["sse"],
             "checksum_when_required": o["checksum_when_required"],
-            "multipart_chunk_mb": 16,
+            "multipart_chunk_mb": 5,
             "access_key_id": (env_secret("AWS_ACCESS_KEY_ID") or "") if s3 else "",
             "secret_access_key": (env_secret("AWS_SECRET_ACCESS_KEY") or "") if s3 else "",
         }
