@@ -183,6 +183,8 @@ class Artifact(models.Model):
     sha256 = models.CharField(max_length=64)
     created = models.DateTimeField(default=now)
     verified_at = models.DateTimeField(null=True, blank=True)
+    last_check_ok = models.BooleanField(null=True, blank=True)
+    last_check_detail = models.TextField(blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

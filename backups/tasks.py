@@ -22,7 +22,25 @@ def execute_backup(run: BackupRun, inline: bool = False) -> BackupRun:
 
 
 def after_backup(run: BackupRun, inline: bool = False) -> None:
-    """What follows a backup: verification (queued, or here when inline)."""
+    """What follows a backup: an alert when it failed, else its verification
+    (on the drills queue, or here when inline)."""
+    from controlpanel.models import Status, Trigger
+    from controlpanel.notify import event
+    from drills.models import Verification
+
+    run.refresh_from_db()
+    if run.status != Status.SUCCEEDED:
+        event("backup_failed", run.error, run=run.pk, database=run.database.name)
+        return
+    if inline:
+        from drills.tasks import execute_verification
+
+        verification = Verification.objects.create(run=run, kind=Verification.Kind.AFTER_BACKUP, trigger=Trigger.API)
+        execute_verification(verification)
+    else:
+        from drills.services import start_verification
+
+        start_verification(run, kind=Verification.Kind.AFTER_BACKUP, trigger=run.trigger)
 
 
 @shared_task(ignore_result=True)

@@ -4,13 +4,17 @@ import json
 
 from django.conf import settings
 from django.db import connections
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 SYSTEM_TASKS = {
     # name: (task, every seconds)
     "restorable: reap dead jobs": ("controlpanel.tasks.reap_dead_jobs", None),
     "restorable: apply retention": ("backups.tasks.apply_retention", 3600),
     "restorable: reap sandboxes": ("controlpanel.tasks.reap_sandboxes", 300),
+}
+# name: (task, cron minute hour day-of-month month day-of-week)
+SYSTEM_CRONTABS = {
+    "restorable: re-verify checksums weekly": ("drills.tasks.reverify_all", "0 4 * * 6"),
 }
 
 
@@ -23,4 +27,13 @@ def ensure_system_schedules(using="default", **kwargs) -> None:
         PeriodicTask.objects.update_or_create(
             name=name,
             defaults={"task": task, "interval": interval, "crontab": None, "args": json.dumps([]), "enabled": True},
+        )
+    for name, (task, expression) in SYSTEM_CRONTABS.items():
+        minute, hour, day_of_month, month, day_of_week = expression.split()
+        crontab, _ = CrontabSchedule.objects.get_or_create(
+            minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month, day_of_week=day_of_week,
+            timezone=settings.TIME_ZONE,
+        )
+        PeriodicTask.objects.get_or_create(
+            name=name, defaults={"task": task, "crontab": crontab, "args": json.dumps([]), "enabled": True}
         )

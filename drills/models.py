@@ -24,6 +24,8 @@ class Verification(Job):
     class Meta(Job.Meta):
         permissions = [("run_verification", "Can start verifications")]
 
+    task_name = "drills.tasks.verify"
+
     def __str__(self) -> str:
         return f"verification #{self.pk} of run #{self.run_id}"
 

@@ -232,6 +232,10 @@ def reap_sandboxes(now: float | None = None) -> int:
     """Remove sandboxes whose owner process is gone or whose time is up."""
     now = now or time.time()
     removed = 0
+    if getattr(settings, "SANDBOX_BACKEND", "local") == "docker":
+        from drills.docker_sandbox import reap_containers
+
+        removed += reap_containers(now)
     for label in sandbox_root().glob(f"*/{LABEL}"):
         try:
             info = json.loads(label.read_text())

@@ -161,3 +161,14 @@ def celery_worker(worker_env, tmp_path_factory):
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_sandbox_left_behind():
+    """After the whole run, no sandbox directory or server may remain."""
+    yield
+    from drills.sandbox import sandbox_root
+
+    leftovers = list(sandbox_root().iterdir())
+    running = subprocess.run(["pgrep", "-f", str(sandbox_root())], capture_output=True, text=True).stdout.strip()
+    assert not leftovers and not running, f"sandboxes left behind: {leftovers} {running}"
