@@ -28,6 +28,7 @@ from backups.models import Artifact, BackupRun, Storage
 from backups.pgtools import PgError, tool_for
 from backups.storage import StorageError, backend_for
 from drills.models import Verification
+from backups.pipeline import Background
 from drills.sandbox import backend as sandbox_backend
 
 log = logging.getLogger("restorable.verify")
@@ -107,13 +108,22 @@ class Verifier:
         artifacts = list(self.run.artifacts.filter(deleted_at__isnull=True).select_related("storage"))
         if not artifacts:
             raise VerificationFailed(f"Run #{self.run.pk} has no stored artifacts to verify.")
-        with Staging() as staging:
-            source = self.source_storage(artifacts)
-            copies = self.check_checksums(artifacts, source, staging)
-            if not self.verification.checksums_only:
-                self.fetch_missing_copies(artifacts, copies, staging)
-                self.check_dump(copies, source)
-                self.check_schema(copies, source)
+        # The sandbox starts while the copies are read: it needs nothing from them.
+        sandbox = None if self.verification.checksums_only else Background(
+            sandbox_backend().create, self.server_major())
+        try:
+            with Staging() as staging:
+                source = self.source_storage(artifacts)
+                copies = self.check_checksums(artifacts, source, staging)
+                if sandbox is not None:
+                    self.fetch_missing_copies(artifacts, copies, staging)
+                    self.check_dump(copies, source)
+                    self.check_schema(copies, source, sandbox)
+        finally:
+            if sandbox is not None:
+                sandbox.join()
+                if sandbox.value is not None:
+                    sandbox.value.remove()
         return self.conclude(artifacts)
 
     def check_checksums(self, artifacts: list[Artifact], source: Storage, staging: Path) -> dict[str, tuple]:
@@ -193,7 +203,7 @@ class Verifier:
                 self.record(origin, "full.dump", check, False,
                             f"{check} failed: {result.stderr.strip()[-1500:]}", started)
 
-    def check_schema(self, copies: dict[str, tuple], source: Storage) -> None:
+    def check_schema(self, copies: dict[str, tuple], source: Storage, sandbox: "Background") -> None:
         schema, origin = copies.get("schema.sql", (None, source.name))
         started = time.monotonic()
         if schema is None:
@@ -203,12 +213,11 @@ class Verifier:
         self.verification.beat(phase="schema replay")
         major = self.server_major()
         psql = tool_for("psql", major)
-        with sandbox_backend().create(major) as sandbox:
-            info = sandbox.conninfo()
-            result = subprocess.run(
-                [str(psql), "--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(schema)],
-                capture_output=True, text=True, env=info.env(), stdin=subprocess.DEVNULL,
-            )
+        info = sandbox.result().conninfo()
+        result = subprocess.run(
+            [str(psql), "--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(schema)],
+            capture_output=True, text=True, env=info.env(), stdin=subprocess.DEVNULL,
+        )
         if result.returncode == 0:
             self.record(origin, "schema.sql", "schema replay", True,
                         f"replayed into a PostgreSQL {major} sandbox", started)
