@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import psycopg.conninfo
 from django.conf import settings
 
 
@@ -36,6 +37,17 @@ class ConnInfo:
     def of(cls, database) -> "ConnInfo":
         return cls(database.host, database.port, database.dbname, database.user,
                    database.password or "", database.sslmode)
+
+    @classmethod
+    def from_dsn(cls, dsn: str) -> "ConnInfo":
+        """From a libpq connection string or URL; a bad one raises PgError without echoing it."""
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError:
+            raise PgError("The connection string is not valid (libpq key=value or postgresql:// URL).") from None
+        return cls(params.get("host") or "127.0.0.1", int(params.get("port") or 5432),
+                   params.get("dbname") or "postgres", params.get("user") or "postgres",
+                   params.get("password") or "", params.get("sslmode") or "prefer")
 
     def kwargs(self, **overrides) -> dict:
         params = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 import zstandard
+from psycopg import sql
 from django.conf import settings
 from django.utils import timezone
 
@@ -165,7 +166,7 @@ class RowCounter(threading.Thread):
     def run(self) -> None:
         try:
             tables = self.conn.execute(
-                """SELECT format('%I.%I', n.nspname, c.relname), c.reltuples::bigint
+                """SELECT format('%I.%I', n.nspname, c.relname), n.nspname, c.relname, c.reltuples::bigint
                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                    WHERE c.relkind = 'r' AND c.relpersistence <> 't'
                      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -174,11 +175,12 @@ class RowCounter(threading.Thread):
                                      AND d.objid = c.oid AND d.deptype = 'e')
                    ORDER BY 1"""
             ).fetchall()
-            for name, estimate in tables:
+            for name, schema, table, estimate in tables:
                 if self.exact_limit and estimate > self.exact_limit:
                     self.counts[name] = {"rows": int(estimate), "exact": False}
                 else:
-                    rows = self.conn.execute(f"SELECT count(*) FROM ONLY {name}").fetchone()[0]
+                    query = sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, table))
+                    rows = self.conn.execute(query).fetchone()[0]
                     self.counts[name] = {"rows": rows, "exact": True}
         except Exception as exc:  # reported by result()
             self.error = exc

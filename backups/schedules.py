@@ -19,6 +19,7 @@ def crontab_for(expression: str, tz: str) -> CrontabSchedule:
 # kind -> (task name, policy field); later capabilities add drills and base backups here.
 SCHEDULES = {
     "dump": ("backups.tasks.scheduled_backup", "dump_cron"),
+    "drill": ("drills.tasks.scheduled_drill", "drill_cron"),
 }
 
 
@@ -42,6 +43,29 @@ def sync_database_schedules(database: Database, policy: BackupPolicy | None = No
                 "enabled": policy.enabled,
             },
         )
+
+
+def next_runs(expression: str, tz: str, start=None, count: int = 5) -> list:
+    """The next COUNT times a cron expression fires, by the same crontab
+    logic beat uses (django-celery-beat's time-zone-aware crontab)."""
+    from datetime import timedelta, timezone as dt_timezone
+    from zoneinfo import ZoneInfo
+
+    from django.utils import timezone
+
+    minute, hour, day_of_month, month, day_of_week = expression.split()
+    row = CrontabSchedule(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month,
+                          day_of_week=day_of_week, timezone=ZoneInfo(tz))
+    moment = start or timezone.now()
+    times = []
+    for _ in range(count):
+        schedule = row.schedule
+        schedule.nowfun = lambda moment=moment: moment.astimezone(ZoneInfo(tz))
+        # Arithmetic in UTC: adding to a wall-clock time goes wrong across DST.
+        moment = (moment.astimezone(dt_timezone.utc) + schedule.remaining_estimate(moment)).astimezone(ZoneInfo(tz))
+        times.append(moment)
+        moment = moment + timedelta(seconds=1)
+    return times
 
 
 def remove_database_schedules(database: Database) -> None:

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from backups.models import BackupRun, Database, Storage
+from controlpanel.crypto import EncryptedTextField
 from controlpanel.models import Job
 
 
@@ -50,6 +51,8 @@ class Drill(Job):
     class Meta(Job.Meta):
         permissions = [("run_drill", "Can start restore drills")]
 
+    task_name = "drills.tasks.drill"
+
     def __str__(self) -> str:
         return f"drill #{self.pk} of {self.database}"
 
@@ -69,11 +72,20 @@ class Restore(Job):
         Database, null=True, blank=True, on_delete=models.SET_NULL, related_name="restores_into"
     )
     target_dbname = models.CharField(max_length=63, blank=True)
+    # A server given by connection string (CLI) instead of a registered database.
+    target_dsn = EncryptedTextField(blank=True)
     tables = models.JSONField(default=list, blank=True)
     schemas = models.JSONField(default=list, blank=True)
     keep_hours = models.PositiveIntegerField(default=4)
     expires = models.DateTimeField(null=True, blank=True)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    confirmation = models.CharField(max_length=63, blank=True,
+                                    help_text="The existing database's name, typed to allow overwriting it.")
+    connection = models.JSONField(default=dict, blank=True, help_text="Where the restored data is: host, port, dbname, user.")
+    # The sandbox password, shown to the admin once and then erased.
+    one_time_password = EncryptedTextField(blank=True)
+
+    task_name = "drills.tasks.restore"
 
     class Meta(Job.Meta):
         permissions = [("run_restore", "Can restore backups")]

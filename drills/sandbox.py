@@ -151,13 +151,16 @@ class LocalSandboxes:
     """initdb + pg_ctl in a temporary directory; about a second to create."""
 
     def create(self, major: int, *, password: str = "", ttl_seconds: int = 6 * 3600,
-               extra_settings: dict | None = None) -> Sandbox:
+               extra_settings: dict | None = None, keep: bool = False) -> Sandbox:
+        """keep=True: the sandbox outlives this process until ttl_seconds (a restore
+        handed to an admin); otherwise it dies with its owner."""
         binaries = bin_dir(major)
         user = cluster_user()
         directory = Path(tempfile.mkdtemp(prefix=f"pg{major}-", dir=sandbox_root()))
         os.chmod(directory, 0o755)
         (directory / LABEL).write_text(json.dumps({
-            "owner_pid": os.getpid(), "created": time.time(), "expires": time.time() + ttl_seconds, "major": major,
+            "owner_pid": None if keep else os.getpid(), "created": time.time(),
+            "expires": time.time() + ttl_seconds, "major": major,
         }))
         sandbox = Sandbox(major=major, directory=directory, port=0, password=password)
         try:
@@ -242,8 +245,9 @@ def reap_sandboxes(now: float | None = None) -> int:
         except (OSError, ValueError):
             info = {}
         expired = info.get("expires", 0) < now
-        if _owner_alive(info.get("owner_pid", -1)) and not expired:
-            continue
+        owner = info.get("owner_pid", -1)
+        if not expired and (owner is None or _owner_alive(owner)):
+            continue  # kept (owner None) until it expires, or its owner still runs
         major = info.get("major")
         sandbox = Sandbox(major=major, directory=label.parent, port=0)
         try:

@@ -23,3 +23,44 @@ def start_verification(run: BackupRun, kind: str = Verification.Kind.MANUAL, che
 
     transaction.on_commit(enqueue)
     return verification
+
+
+def start_drill(database, source_run=None, trigger: str = Trigger.MANUAL, request=None):
+    from controlpanel.models import AuditEvent
+    from drills.models import Drill
+    from drills.tasks import drill
+
+    job = Drill.objects.create(database=database, source_run=source_run, trigger=trigger)
+    if request is not None:
+        AuditEvent.record("drill.start", f"Drill of {database} started", obj=job, request=request)
+    transaction.on_commit(lambda: Drill.objects.filter(pk=job.pk).update(celery_task_id=drill.delay(job.pk).id))
+    return job
+
+
+def create_restore(run: BackupRun, *, target: str, user=None, keep_hours: int = 4, target_database=None,
+                   target_dbname: str = "", tables=(), schemas=(), confirmation: str = "", trigger=Trigger.MANUAL,
+                   request=None):
+    """A queued, audited restore (the caller enqueues it or runs it inline)."""
+    from controlpanel.models import AuditEvent
+    from drills.models import Restore
+
+    job = Restore.objects.create(
+        database=run.database, source_run=run, target=target, requested_by=user, keep_hours=keep_hours,
+        target_database=target_database, target_dbname=target_dbname, tables=list(tables), schemas=list(schemas),
+        confirmation=confirmation, trigger=trigger,
+    )
+    where = (f"a sandbox for {keep_hours} h" if target == Restore.Target.SANDBOX
+             else f"database {target_dbname!r} on {(target_database or run.database).host}")
+    what = f"tables {', '.join(tables)}" if tables else (f"schemas {', '.join(schemas)}" if schemas else "everything")
+    AuditEvent.record("restore.start", f"Restore of backup #{run.pk} ({what}) into {where}", obj=job, user=user,
+                      request=request, run=run.pk, target=target, tables=list(tables), schemas=list(schemas))
+    return job
+
+
+def start_restore(run: BackupRun, **kwargs):
+    from drills.models import Restore
+    from drills.tasks import restore
+
+    job = create_restore(run, **kwargs)
+    transaction.on_commit(lambda: Restore.objects.filter(pk=job.pk).update(celery_task_id=restore.delay(job.pk).id))
+    return job

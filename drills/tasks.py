@@ -36,3 +36,58 @@ def reverify_all() -> int:
     for run in runs:
         start_verification(run, kind=Verification.Kind.PERIODIC, checksums_only=True, trigger=Trigger.SCHEDULED)
     return runs.count()
+
+
+@shared_task(ignore_result=True)
+def drill(drill_id: int) -> None:
+    from drills.models import Drill
+
+    job = Drill.objects.select_related("database").filter(pk=drill_id).first()
+    if job is not None:
+        execute_drill(job)
+
+
+def execute_drill(job):
+    from drills.drill import run_drill
+
+    run_job(job, run_drill)
+    job.refresh_from_db()
+    if job.status == Status.FAILED:
+        event("drill_failed", job.error, drill=job.pk, database=job.database.name)
+    elif job.within_budget is False:
+        event("drill_failed", f"Drill RTO {job.rto_seconds:.0f} s is over the budget", drill=job.pk,
+              database=job.database.name)
+    return job
+
+
+@shared_task(ignore_result=True)
+def scheduled_drill(database_id: int) -> None:
+    from backups.models import Database
+    from drills.services import start_drill
+
+    database = Database.objects.filter(pk=database_id).first()
+    if database is not None and database.last_good_run() is not None:
+        start_drill(database, trigger=Trigger.SCHEDULED)
+
+
+@shared_task(ignore_result=True)
+def restore(restore_id: int) -> None:
+    from drills.models import Restore
+
+    job = Restore.objects.select_related("database", "source_run").filter(pk=restore_id).first()
+    if job is not None:
+        execute_restore(job)
+
+
+def execute_restore(job):
+    from controlpanel.models import AuditEvent
+    from drills.restore import run_restore
+
+    event("restore_started", f"Restore #{job.pk} of {job.database} started", restore=job.pk, database=job.database.name)
+    run_job(job, run_restore)
+    job.refresh_from_db()
+    if job.status != Status.SUCCEEDED:
+        AuditEvent.record("restore.finished", f"Restore #{job.pk} of {job.database} failed", obj=job,
+                          user=job.requested_by, result="failed", error=job.error)
+    event("restore_finished", f"Restore #{job.pk} {job.status}", restore=job.pk, database=job.database.name)
+    return job

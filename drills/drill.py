@@ -1,0 +1,140 @@
+"""Restore drills: the monthly calendar invite, done by the panel.
+
+A drill fetches the latest verified backup (off-site copy first), restores
+it with `pg_restore --jobs` into a fresh sandbox of the source's major
+version, compares exact row counts with those captured in the dump's own
+snapshot, runs the database's smoke SQL, and records each timing; the total
+is the drill's RTO.
+"""
+
+import logging
+import os
+import re
+import statistics
+import time
+
+import psycopg
+
+from backups.models import BackupRun
+from backups.pgtools import connect
+from drills.models import Drill
+from drills.restoring import RestoreFailed, count_rows, create_database, fetch_dump, pg_restore
+from drills.sandbox import backend as sandbox_backend
+from drills.verification import Staging
+
+log = logging.getLogger("restorable.drill")
+
+EXPECT = re.compile(r"\s*--\s*expect:\s*(?P<value>.*)$", re.IGNORECASE)
+
+
+class DrillFailed(Exception):
+    """The restore worked but the checks did not pass; the message names what differs."""
+
+
+def source_run_for(drill: Drill) -> BackupRun:
+    if drill.source_run_id:
+        return drill.source_run
+    run = drill.database.last_good_run()
+    if run is None:
+        raise RestoreFailed(f"{drill.database} has no verified backup to drill with; back up and verify first.")
+    Drill.objects.filter(pk=drill.pk).update(source_run=run)
+    return run
+
+
+def parse_smoke_sql(text: str) -> list[tuple[str, str | None]]:
+    """One query per line; an optional trailing `-- expect: VALUE` compares the first column."""
+    queries = []
+    for line in text.splitlines():
+        if not line.strip() or line.strip().startswith("--"):
+            continue
+        match = EXPECT.search(line)
+        query = line[: match.start()] if match else line
+        queries.append((query.strip().rstrip(";"), match.group("value").strip() if match else None))
+    return queries
+
+
+def run_smoke(target, text: str) -> list[dict]:
+    results = []
+    with connect(target, autocommit=True) as conn:
+        conn.execute("SET default_transaction_read_only = on")
+        for query, expected in parse_smoke_sql(text):
+            try:
+                row = conn.execute(query).fetchone()
+                value = None if row is None else str(row[0])
+                ok = expected is None or value == expected
+                results.append({"query": query, "value": value, "expected": expected, "ok": ok})
+            except psycopg.Error as exc:
+                results.append({"query": query, "value": None, "expected": expected, "ok": False,
+                                "error": (exc.diag.message_primary or str(exc))[:500]})
+    return results
+
+
+def compare_counts(expected: dict, actual: dict) -> list[dict]:
+    mismatches = []
+    for table, info in sorted(expected.items()):
+        if not info.get("exact"):
+            continue  # an estimate cannot be compared exactly
+        if actual.get(table) != info["rows"]:
+            mismatches.append({"table": table, "expected": info["rows"], "actual": actual.get(table)})
+    return mismatches
+
+
+def run_drill(drill: Drill) -> dict:
+    """The body of a drill job (see controlpanel.jobs.run_job)."""
+    from backups.pipeline import Background
+
+    run = source_run_for(drill)
+    database = drill.database
+    major = database.server_major
+    if not major:
+        raise RestoreFailed("The source server's version is unknown; back up once to detect it.")
+    started = time.monotonic()
+    sandbox_job = Background(sandbox_backend().create, major)
+    try:
+        with Staging() as staging:
+            drill.beat(phase="download")
+            fetched = fetch_dump(run, staging)
+            downloaded = time.monotonic()
+            drill.beat(phase="restore", storage=fetched.storage, download_seconds=round(downloaded - started, 3))
+            sandbox = sandbox_job.result()
+            target = sandbox.conninfo(run.database.dbname)
+            create_database(sandbox.conninfo(), target.dbname)
+            pg_restore(fetched.path, target, major, jobs=os.cpu_count())
+        restored = time.monotonic()
+        drill.beat(phase="checks", restore_seconds=round(restored - downloaded, 3))
+        actual = count_rows(target, [t for t, info in run.row_counts.items() if info.get("exact")])
+        mismatches = compare_counts(run.row_counts, actual)
+        smoke = run_smoke(target, database.smoke_sql) if database.smoke_sql.strip() else []
+    finally:
+        sandbox_job.join()
+        if sandbox_job.value is not None:
+            sandbox_job.value.remove()
+    checked = time.monotonic()
+    rto = checked - started
+    fields = {
+        "phase": "done", "checks_seconds": round(checked - restored, 3), "rto_seconds": round(rto, 3),
+        "row_counts_match": not mismatches, "mismatches": mismatches, "smoke_results": smoke,
+        "within_budget": rto <= database.rto_budget_seconds,
+    }
+    drill.beat(**{k: v for k, v in fields.items() if k != "phase"},
+               details={**drill.details, "warnings": drill_warnings(drill, rto)})
+    problems = [f"{m['table']}: expected {m['expected']} rows, restored {m['actual']}" for m in mismatches]
+    problems += [f"smoke query {s['query']!r}: " + (s.get("error") or f"got {s['value']!r}, expected {s['expected']!r}")
+                 for s in smoke if not s["ok"]]
+    if problems:
+        raise DrillFailed("The restored data differs from the backup: " + "; ".join(problems))
+    return fields
+
+
+def drill_warnings(drill: Drill, rto: float) -> list[str]:
+    """An RTO over budget, or creeping up against the previous drills."""
+    warnings = []
+    budget = drill.database.rto_budget_seconds
+    if rto > budget:
+        warnings.append(f"RTO {rto:.0f} s is over the {budget} s budget.")
+    previous = list(Drill.objects.filter(database=drill.database, rto_seconds__isnull=False)
+                    .exclude(pk=drill.pk).order_by("-created").values_list("rto_seconds", flat=True)[:5])
+    if len(previous) >= 3 and rto > 1.25 * statistics.median(previous):
+        warnings.append(f"RTO {rto:.1f} s is creeping up: the median of the last {len(previous)} drills "
+                        f"was {statistics.median(previous):.1f} s.")
+    return warnings

@@ -1,0 +1,38 @@
+import re
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from backups.models import Database
+from drills.models import Restore
+
+NAME = re.compile(r"^[A-Za-z_][\w$]{0,62}$")
+
+
+class RestoreForm(forms.Form):
+    target = forms.ChoiceField(choices=Restore.Target.choices, widget=forms.RadioSelect, initial=Restore.Target.SANDBOX)
+    keep_hours = forms.IntegerField(min_value=1, max_value=336, initial=4, label="Keep the sandbox for (hours)")
+    target_database = forms.ModelChoiceField(queryset=Database.objects.all(), required=False,
+                                             label="Server (of a registered database)")
+    target_dbname = forms.CharField(required=False, max_length=63, label="New database name")
+    tables = forms.CharField(required=False, label="Only these tables",
+                             help_text="schema.table, comma-separated; empty restores everything")
+    confirmation = forms.CharField(required=False, max_length=63, label="Type the database name to overwrite it",
+                                   help_text="Only needed when a database of that name already exists.")
+
+    def clean_tables(self):
+        names = [t.strip() for t in (self.cleaned_data.get("tables") or "").split(",") if t.strip()]
+        for name in names:
+            if not all(NAME.match(part) for part in name.split(".")) or name.count(".") > 1:
+                raise ValidationError(f"{name!r} is not a table name (schema.table).")
+        return names
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("target") == Restore.Target.NEW_DATABASE:
+            if not cleaned.get("target_database"):
+                self.add_error("target_database", "Choose the server to restore onto.")
+            name = cleaned.get("target_dbname") or ""
+            if not NAME.match(name):
+                self.add_error("target_dbname", "Give the new database a name (letters, digits, _).")
+        return cleaned

@@ -1,0 +1,97 @@
+"""Restore a backup: into a sandbox kept for some hours, or into a new database."""
+
+import json
+import os
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from backups.management.commands._follow import follow, iso
+from backups.models import BackupRun
+from backups.pgtools import ConnInfo, PgError
+from controlpanel.models import Status, Trigger
+from drills.models import Restore
+
+
+class Command(BaseCommand):
+    help = "Restore a backup run (all of it, or --table/--schema) into a sandbox or a new database."
+
+    def add_arguments(self, parser):
+        parser.add_argument("run_id", type=int)
+        target = parser.add_mutually_exclusive_group(required=True)
+        target.add_argument("--to-sandbox", action="store_true", help="a sandbox kept for --hours")
+        target.add_argument("--to-dsn-env", metavar="VAR", help="env variable holding the target server's DSN")
+        parser.add_argument("--hours", type=int, default=4)
+        parser.add_argument("--new-database", metavar="NAME", help="database to create on the target server")
+        parser.add_argument("--confirm", metavar="NAME", default="",
+                            help="type the existing database's name to allow overwriting it")
+        parser.add_argument("--table", action="append", default=[], help="schema.table or table (repeatable)")
+        parser.add_argument("--schema", action="append", default=[])
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument("--inline", action="store_true")
+        mode.add_argument("--wait", action="store_true")
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args, **o):
+        run = BackupRun.objects.filter(pk=o["run_id"], status=Status.SUCCEEDED).select_related("database").first()
+        if run is None:
+            raise CommandError(f"No succeeded backup run #{o['run_id']}.")
+        if not 1 <= o["hours"] <= 24 * 14:
+            raise CommandError("--hours must be between 1 and 336.")
+        kwargs = {"target": Restore.Target.SANDBOX, "keep_hours": o["hours"], "tables": o["table"],
+                  "schemas": o["schema"], "trigger": Trigger.API}
+        if o["to_dsn_env"]:
+            dsn = os.environ.get(o["to_dsn_env"])
+            if not dsn:
+                raise CommandError(f"Environment variable {o['to_dsn_env']} is not set or empty.")
+            if not o["new_database"]:
+                raise CommandError("--to-dsn-env needs --new-database NAME.")
+            try:
+                ConnInfo.from_dsn(dsn)
+            except PgError as exc:
+                raise CommandError(f"{o['to_dsn_env']}: {exc}") from None
+            kwargs.update(target=Restore.Target.NEW_DATABASE, target_dbname=o["new_database"],
+                          confirmation=o["confirm"])
+        from drills.services import create_restore, start_restore
+
+        if o["inline"]:
+            from drills.tasks import execute_restore
+
+            job = create_restore(run, **kwargs)
+            if o["to_dsn_env"]:
+                Restore.objects.filter(pk=job.pk).update(target_dsn=dsn)
+                job.refresh_from_db()
+            job = execute_restore(job)
+        else:
+            with transaction.atomic():
+                job = start_restore(run, **kwargs)
+                if o["to_dsn_env"]:
+                    Restore.objects.filter(pk=job.pk).update(target_dsn=dsn)
+            if o["wait"]:
+                job = follow(job)
+        self.report(job, o["json"], queued=not (o["inline"] or o["wait"]))
+
+    def report(self, job: Restore, as_json: bool, queued: bool) -> None:
+        from drills.restore import take_password
+
+        password = take_password(job) if job.status == Status.SUCCEEDED else ""
+        data = {"id": job.pk, "status": job.status, "error": job.error, "target": job.target,
+                "connection": job.connection, "expires": iso(job.expires), "tables": job.tables,
+                "started": iso(job.started), "finished": iso(job.finished)}
+        if password:
+            data["password"] = password  # shown once: it is erased as it is read
+        if as_json:
+            self.stdout.write(json.dumps(data, indent=2, default=str))
+        elif queued:
+            self.stdout.write(f"Restore #{job.pk} queued; follow it with --wait or in the panel.")
+        else:
+            self.stdout.write(f"Restore #{job.pk}: {job.status}")
+            if job.connection:
+                c = job.connection
+                self.stdout.write(f"  host={c['host']} port={c['port']} dbname={c['dbname']} user={c['user']}")
+            if password:
+                self.stdout.write(f"  password={password}  (shown once)")
+            if job.error:
+                self.stderr.write(job.error)
+        if not queued and job.status != Status.SUCCEEDED:
+            raise SystemExit(1)

@@ -1,0 +1,94 @@
+"""Admin-triggered restores: into a sandbox kept for some hours, or into a
+new database on a registered server; whole dumps or chosen tables/schemas.
+
+An existing database is never dropped or overwritten unless the admin typed
+its name to confirm.
+"""
+
+import secrets
+from datetime import timedelta
+
+from django.utils import timezone
+
+from backups.pgtools import ConnInfo
+from controlpanel.models import AuditEvent
+from drills.models import Restore
+from drills.restoring import RestoreFailed, create_database, database_exists, fetch_dump, pg_restore, restore_args
+from drills.sandbox import backend as sandbox_backend
+from drills.verification import Staging
+
+
+def target_server(restore: Restore) -> ConnInfo:
+    if restore.target_dsn:
+        return ConnInfo.from_dsn(restore.target_dsn)
+    return ConnInfo.of(restore.target_database or restore.database)
+
+
+def check_overwrite(restore: Restore) -> bool:
+    """True when the target exists and the admin confirmed; raises when not confirmed."""
+    server = target_server(restore)
+    if not database_exists(server, restore.target_dbname):
+        return False
+    if restore.confirmation != restore.target_dbname:
+        raise RestoreFailed(
+            f"Database {restore.target_dbname!r} already exists on {server.host}:{server.port}; it is only "
+            "overwritten when its name is typed to confirm."
+        )
+    return True
+
+
+def run_restore(restore: Restore) -> dict:
+    """The body of a restore job (see controlpanel.jobs.run_job)."""
+    run = restore.source_run
+    if run is None:
+        raise RestoreFailed("Choose a backup to restore.")
+    major = restore.database.server_major
+    selection = restore_args(restore.tables, restore.schemas)
+    with Staging() as staging:
+        restore.beat(phase="download")
+        fetched = fetch_dump(run, staging)
+        restore.beat(phase="restore")
+        if restore.target == Restore.Target.SANDBOX:
+            fields = restore_into_sandbox(restore, fetched.path, major, selection)
+        else:
+            fields = restore_into_database(restore, fetched.path, major, selection)
+    AuditEvent.record("restore.finished", f"Restore #{restore.pk} of {restore.database} finished",
+                      obj=restore, user=restore.requested_by, result="succeeded", storage=fetched.storage.name)
+    return {"phase": "done", **fields}
+
+
+def restore_into_sandbox(restore: Restore, dump, major: int, selection: list[str]) -> dict:
+    password = secrets.token_urlsafe(18)
+    ttl = restore.keep_hours * 3600
+    sandbox = sandbox_backend().create(major, password=password, ttl_seconds=ttl, keep=True)
+    try:
+        dbname = restore.database.dbname
+        create_database(sandbox.conninfo(), dbname)
+        pg_restore(dump, sandbox.conninfo(dbname), major, selection=selection)
+    except BaseException:
+        sandbox.remove()
+        raise
+    return {
+        "connection": {"host": sandbox.host, "port": sandbox.port, "dbname": dbname, "user": sandbox.user},
+        "one_time_password": password,
+        "expires": timezone.now() + timedelta(seconds=ttl),
+        "details": {**restore.details, "sandbox": str(getattr(sandbox, "directory", ""))},
+    }
+
+
+def restore_into_database(restore: Restore, dump, major: int, selection: list[str]) -> dict:
+    server = target_server(restore)
+    overwrite = check_overwrite(restore)
+    create_database(server, restore.target_dbname, drop_existing=overwrite)
+    pg_restore(dump, ConnInfo(server.host, server.port, restore.target_dbname, server.user, server.password,
+                              server.sslmode), major, selection=selection)
+    return {"connection": {"host": server.host, "port": server.port, "dbname": restore.target_dbname,
+                           "user": server.user, "overwrote": overwrite}}
+
+
+def take_password(restore: Restore) -> str:
+    """The sandbox password, once: reading it erases it."""
+    password = restore.one_time_password
+    if password:
+        Restore.objects.filter(pk=restore.pk).update(one_time_password="")
+    return password

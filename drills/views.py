@@ -1,0 +1,96 @@
+"""Drill and restore actions and pages."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from backups.models import BackupRun, Database
+from backups.pgtools import PgError
+from controlpanel.models import Status
+from drills.forms import RestoreForm
+from drills.models import Drill, Restore, Verification
+from drills.restore import take_password
+from drills.restoring import RestoreFailed, database_exists
+from drills.services import start_drill, start_restore, start_verification
+
+
+@require_POST
+@permission_required("drills.run_drill", raise_exception=True)
+def database_drill(request, name):
+    database = get_object_or_404(Database, name=name)
+    if database.last_good_run() is None:
+        messages.error(request, f"{database} has no verified backup to drill with yet.")
+        return redirect("database-detail", name=name)
+    drill = start_drill(database, request=request)
+    return redirect("drill-detail", pk=drill.pk)
+
+
+@require_POST
+@permission_required("drills.run_verification", raise_exception=True)
+def run_verify(request, pk):
+    run = get_object_or_404(BackupRun, pk=pk, status=Status.SUCCEEDED)
+    verification = start_verification(run, request=request)
+    return redirect("verification-detail", pk=verification.pk)
+
+
+def drill_detail(request, pk):
+    drill = get_object_or_404(Drill.objects.select_related("database", "source_run", "storage"), pk=pk)
+    return _job_page(request, drill, "drills/drill_detail.html", "drills/partials/drill_progress.html", "drill")
+
+
+def verification_detail(request, pk):
+    verification = get_object_or_404(Verification.objects.select_related("run__database"), pk=pk)
+    return _job_page(request, verification, "drills/verification_detail.html",
+                     "drills/partials/verification_progress.html", "verification")
+
+
+def _job_page(request, job, template, partial, name):
+    if request.htmx:
+        response = render(request, partial, {name: job})
+        if not job.is_active:
+            response.status_code = 286  # htmx stops polling
+        return response
+    return render(request, template, {name: job})
+
+
+@permission_required("drills.run_restore", raise_exception=True)
+def run_restore(request, pk):
+    run = get_object_or_404(BackupRun.objects.select_related("database"), pk=pk, status=Status.SUCCEEDED)
+    form = RestoreForm(request.POST or None, initial={"target_database": run.database})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        if data["target"] == Restore.Target.NEW_DATABASE:
+            try:
+                from backups.pgtools import ConnInfo
+
+                exists = database_exists(ConnInfo.of(data["target_database"]), data["target_dbname"])
+            except (PgError, RestoreFailed) as exc:
+                form.add_error(None, str(exc))
+                exists = None
+            if exists and data["confirmation"] != data["target_dbname"]:
+                form.add_error("confirmation", f"Database {data['target_dbname']!r} exists: type its name to "
+                                               "confirm it will be dropped and replaced.")
+        if not form.errors:
+            restore = start_restore(
+                run, target=data["target"], user=request.user, keep_hours=data["keep_hours"],
+                target_database=data["target_database"], target_dbname=data["target_dbname"],
+                tables=data["tables"], confirmation=data["confirmation"], request=request,
+            )
+            return redirect("restore-detail", pk=restore.pk)
+    return render(request, "drills/restore_form.html", {"form": form, "run": run})
+
+
+@permission_required("drills.view_restore", raise_exception=True)
+def restore_detail(request, pk):
+    restore = get_object_or_404(Restore.objects.select_related("database", "source_run", "requested_by"), pk=pk)
+    password = ""
+    if restore.status == Status.SUCCEEDED and request.user == restore.requested_by:
+        password = take_password(restore)
+    context = {"restore": restore, "password": password}
+    if request.htmx:
+        response = render(request, "drills/partials/restore_progress.html", context)
+        if not restore.is_active:
+            response.status_code = 286
+        return response
+    return render(request, "drills/restore_detail.html", context)
