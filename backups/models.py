@@ -156,6 +156,7 @@ class BackupRun(Job):
 
     class Meta(Job.Meta):
         permissions = [("run_backup", "Can start backups")]
+        indexes = [models.Index(fields=["database", "-created"], name="backuprun_db_created")]
         constraints = [
             # One run per database at a time, enforced by the database itself so
             # twenty simultaneous clicks cannot start two dumps.
@@ -167,6 +168,14 @@ class BackupRun(Job):
         ]
 
     task_name = "backups.tasks.backup"
+
+    @property
+    def progress_percent(self) -> int:
+        """Bytes dumped against the database's size: an estimate, capped below 100 while running."""
+        total = (self.details or {}).get("database_size") or 0
+        if not total:
+            return 5 if self.status == "queued" else 10
+        return max(5, min(95, int(100 * self.bytes_dumped / total)))
 
     def __str__(self) -> str:
         return f"backup #{self.pk} of {self.database}"

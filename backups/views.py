@@ -80,15 +80,60 @@ def _database_form(request, database):
 
 
 def database_detail(request, name):
-    database = get_object_or_404(Database.objects.select_related("primary_storage"), name=name)
+    from backups.schedules import next_runs
+    from drills.budgets import database_health
+
+    database = get_object_or_404(Database.objects.select_related("primary_storage", "policy"), name=name)
     runs = database.runs.all()
     status = request.GET.get("status")
     if status in Status.values:
         runs = runs.filter(status=status)
     page = Paginator(runs, 20).get_page(request.GET.get("page"))
-    context = {"database": database, "page": page, "status": status, "statuses": Status.choices,
-               "last_good": database.last_good_run()}
+    recent = list(database.runs.filter(status=Status.SUCCEEDED).order_by("-created")
+                  .values("pk", "created", "size_bytes", "started", "finished")[:30])[::-1]
+    drills = list(database.drills.filter(rto_seconds__isnull=False).order_by("-created")
+                  .values("pk", "created", "rto_seconds")[:30])[::-1]
+    policy = getattr(database, "policy", None)
+    schedules = []
+    if policy is not None:
+        for label, cron in (("Backup", policy.dump_cron), ("Drill", policy.drill_cron)):
+            schedules.append({"label": label, "cron": cron, "next": next_runs(cron, database.timezone, count=3)})
+    context = {
+        "database": database, "page": page, "status": status, "statuses": Status.choices,
+        "health": database_health(database), "schedules": schedules, "policy": policy,
+        "size_points": [(r["created"].strftime("%m-%d"), (r["size_bytes"] or 0) / 2**20) for r in recent],
+        "duration_points": [(r["created"].strftime("%m-%d"), (r["finished"] - r["started"]).total_seconds())
+                            for r in recent if r["started"] and r["finished"]],
+        "rto_points": [(d["created"].strftime("%m-%d"), d["rto_seconds"]) for d in drills],
+        "recent_runs": recent[::-1][:10],
+    }
     return render(request, "backups/database_detail.html", context)
+
+
+def schema_diff(request, name):
+    """Unified diff of two backups' schema.sql, read from the primary storage."""
+    import difflib
+
+    database = get_object_or_404(Database, name=name)
+    runs = {str(r.pk): r for r in database.runs.filter(pk__in=[request.GET.get("a"), request.GET.get("b")])
+            if str(r.pk).isdigit()}
+    if len(runs) != 2:
+        return render(request, "backups/schema_diff.html", {"database": database, "error": "Choose two backups."})
+    texts = []
+    for key in ("a", "b"):
+        run = runs[request.GET[key]]
+        artifact = run.artifacts.filter(name="schema.sql", deleted_at__isnull=True).select_related("storage").first()
+        if artifact is None:
+            return render(request, "backups/schema_diff.html",
+                          {"database": database, "error": f"Backup #{run.pk} has no schema.sql left."})
+        try:
+            texts.append((run, b"".join(backend_for(artifact.storage).read(artifact.key)).decode("utf-8", "replace")))
+        except StorageError as exc:
+            return render(request, "backups/schema_diff.html", {"database": database, "error": str(exc)})
+    (run_a, text_a), (run_b, text_b) = texts
+    diff = list(difflib.unified_diff(text_a.splitlines(), text_b.splitlines(), f"#{run_a.pk} schema.sql",
+                                     f"#{run_b.pk} schema.sql", lineterm=""))
+    return render(request, "backups/schema_diff.html", {"database": database, "diff": diff, "a": run_a, "b": run_b})
 
 
 @require_POST
@@ -117,10 +162,13 @@ def run_url(run) -> str:
 
 def run_detail(request, pk):
     run = get_object_or_404(BackupRun.objects.select_related("database"), pk=pk)
-    context = {"run": run, "artifacts": run.artifacts.select_related("storage")}
+    verification = run.verifications.order_by("-created").first()
+    context = {"run": run, "artifacts": run.artifacts.select_related("storage"), "verification": verification}
     if request.htmx:
         response = render(request, "backups/partials/run_progress.html", context)
-        if not run.is_active:
+        # Keep polling until the backup is done and its verification has ended too.
+        verifying = run.status == Status.SUCCEEDED and run.verified == BackupRun.Verified.PENDING
+        if not run.is_active and not verifying:
             response.status_code = 286  # htmx stops polling
         return response
     return render(request, "backups/run_detail.html", context)

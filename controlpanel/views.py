@@ -6,15 +6,15 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
-from backups.models import BackupRun, Database, Storage
+from backups.models import BackupRun, Storage
 from controlpanel.roles import role_of
 
 
 def overview(request):
-    databases = Database.objects.select_related("primary_storage").prefetch_related("offsite_storages")
-    rows = [{"database": db, "last_run": db.runs.first(), "last_good": db.last_good_run()} for db in databases]
+    from controlpanel.overview import overview_rows
+
     context = {
-        "rows": rows,
+        "rows": overview_rows(),
         "storage_count": Storage.objects.count(),
         "running": BackupRun.objects.filter(status__in=("queued", "running")).count(),
         "role": role_of(request.user),

@@ -50,6 +50,7 @@ class Drill(Job):
 
     class Meta(Job.Meta):
         permissions = [("run_drill", "Can start restore drills")]
+        indexes = [models.Index(fields=["database", "-created"], name="drill_db_created")]
 
     task_name = "drills.tasks.drill"
 
