@@ -111,8 +111,7 @@ class DatabaseForm(KeepSecretsModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.instance.pk:
-            self.initial["tables_that_matter"] = ", ".join(self.instance.tables_that_matter or [])
+        self.initial["tables_that_matter"] = ", ".join(self.instance.tables_that_matter or [])
 
     def clean_tables_that_matter(self):
         raw = self.cleaned_data.get("tables_that_matter") or ""

@@ -26,27 +26,28 @@ class Storage(models.Model):
     name = models.CharField(max_length=63, unique=True, validators=[name_validator])
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.LOCAL)
     path = models.CharField(max_length=1024, blank=True, help_text="Directory for a local storage.")
-    endpoint_url = models.URLField(blank=True, help_text="Empty for AWS; e.g. https://<account>.r2.cloudflarestorage.com")
+    endpoint_url = models.URLField("endpoint URL", blank=True, help_text="Empty for AWS; e.g. https://<account>.r2.cloudflarestorage.com")
     region = models.CharField(max_length=64, blank=True, default="auto")
     bucket = models.CharField(max_length=63, blank=True)
     prefix = models.CharField(max_length=512, blank=True)
     path_style = models.BooleanField(default=False, help_text="Path-style addressing (MinIO, most self-hosted S3).")
-    access_key_id = EncryptedTextField(blank=True)
+    access_key_id = EncryptedTextField("access key ID", blank=True)
     secret_access_key = EncryptedTextField(blank=True)
     server_side_encryption = models.CharField(
-        max_length=16, choices=ServerSideEncryption.choices, blank=True, default=""
+        "server-side encryption", max_length=16, choices=ServerSideEncryption.choices, blank=True, default=""
     )
     checksum_when_required = models.BooleanField(
         default=False,
         help_text="Send checksums only when the API requires them (needed by some S3-compatible services).",
     )
     multipart_chunk_mb = models.PositiveIntegerField(
+        "multipart part size (MB)",
         default=5, validators=[MinValueValidator(5), MaxValueValidator(5120)],
         help_text="Multipart part size; R2 needs equal-sized parts, which this always uses.",
     )
     retention_days = models.PositiveIntegerField(default=14, validators=[MaxValueValidator(36500)])
     lifecycle_days = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(36500)],
+        "bucket lifecycle (days)", null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(36500)],
         help_text="Bucket lifecycle rule that expires old objects (off-site).",
     )
     created = models.DateTimeField(default=now)
@@ -79,15 +80,20 @@ class Database(models.Model):
     dbname = models.CharField("database name", max_length=63)
     user = models.CharField(max_length=63, default="postgres")
     password = EncryptedTextField(blank=True)
-    sslmode = models.CharField(max_length=16, choices=SSLMode.choices, default=SSLMode.PREFER)
+    sslmode = models.CharField("SSL mode", max_length=16, choices=SSLMode.choices, default=SSLMode.PREFER)
     server_version = models.PositiveIntegerField(null=True, blank=True, help_text="server_version_num, detected.")
-    timezone = models.CharField(max_length=64, default="UTC", help_text="Time zone of the schedules.")
+    timezone = models.CharField("time zone", max_length=64, default="UTC", help_text="Time zone of the schedules.")
     rto_budget_seconds = models.PositiveIntegerField("RTO budget (s)", default=3600)
     rpo_budget_seconds = models.PositiveIntegerField("RPO budget (s)", default=86400)
     tables_that_matter = models.JSONField(default=list, blank=True)
-    smoke_sql = models.TextField(blank=True)
+    smoke_sql = models.TextField(
+        "smoke SQL", blank=True,
+        help_text="One query per line, run read-only after each drill; end a line with "
+                  "'-- expect: VALUE' to compare its first column, e.g. SELECT count(*) > 0 FROM orders -- expect: True",
+    )
     primary_storage = models.ForeignKey(Storage, on_delete=models.PROTECT, related_name="primary_for")
-    offsite_storages = models.ManyToManyField(Storage, blank=True, related_name="offsite_for")
+    offsite_storages = models.ManyToManyField(Storage, blank=True, related_name="offsite_for",
+                                              verbose_name="off-site storages")
     include_globals = models.BooleanField(default=False, help_text="Also dump roles (without passwords).")
     agent_queue = models.CharField(max_length=128, blank=True, help_text="Queue of the agent on the database host.")
     created = models.DateTimeField(default=now)

@@ -17,8 +17,20 @@ class RestoreForm(forms.Form):
     target_dbname = forms.CharField(required=False, max_length=63, label="New database name")
     tables = forms.CharField(required=False, label="Only these tables",
                              help_text="schema.table, comma-separated; empty restores everything")
-    confirmation = forms.CharField(required=False, max_length=63, label="Type the database name to overwrite it",
+    confirmation = forms.CharField(required=False, max_length=63, label="Type the new database's name to overwrite it",
                                    help_text="Only needed when a database of that name already exists.")
+    confirm_source = forms.CharField(max_length=63, label="Type the name of the database being restored to confirm")
+
+    def __init__(self, *args, source_name: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.source_name = source_name
+        self.fields["confirm_source"].help_text = f"Type {source_name} to confirm this restore."
+
+    def clean_confirm_source(self):
+        value = self.cleaned_data["confirm_source"]
+        if value != self.source_name:
+            raise ValidationError(f"Type {self.source_name} exactly to confirm.")
+        return value
 
     def clean_tables(self):
         names = [t.strip() for t in (self.cleaned_data.get("tables") or "").split(",") if t.strip()]

@@ -57,7 +57,7 @@ def _job_page(request, job, template, partial, name):
 @permission_required("drills.run_restore", raise_exception=True)
 def run_restore(request, pk):
     run = get_object_or_404(BackupRun.objects.select_related("database"), pk=pk, status=Status.SUCCEEDED)
-    form = RestoreForm(request.POST or None, initial={"target_database": run.database})
+    form = RestoreForm(request.POST or None, initial={"target_database": run.database}, source_name=run.database.name)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         if data["target"] == Restore.Target.NEW_DATABASE:

@@ -34,3 +34,14 @@ def line_chart(points, label: str, unit: str = "", width: int = 520, height: int
         '<polyline points="{}" />{}{}<text x="{}" y="14">{} (max {} {})</text></svg></figure>',
         width, height, label, path, dots, budget_line, pad, label, round(top, 2), unit,
     )
+
+
+@register.filter
+def hours(seconds) -> str:
+    """A budget in seconds, as an operator says it: 1 h, 24 h, 90 min."""
+    seconds = float(seconds or 0)
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:.0f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"

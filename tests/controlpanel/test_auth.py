@@ -86,3 +86,12 @@ def test_only_admins_edit_databases_and_storages(client, viewer, operator, panel
 def test_overview_empty_state_tells_what_to_do_next(admin_client):
     body = admin_client.get("/").content.decode()
     assert "No database is protected yet" in body and "Add a database" in body
+
+
+def test_posts_without_a_csrf_token_fail(operator, source_database):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(operator)
+    assert client.post(f"/databases/{source_database.name}/backup/").status_code == 403
+    assert not BackupRun.objects.exists()

@@ -180,6 +180,6 @@ def test_the_restore_form_refuses_an_existing_name_without_confirmation(client, 
     client.force_login(panel_admin)
     response = client.post(f"/runs/{verified_run.pk}/restore/", {
         "target": "new_database", "keep_hours": 4, "target_database": verified_run.database.pk,
-        "target_dbname": existing})
+        "target_dbname": existing, "confirm_source": verified_run.database.name})
     assert response.status_code == 200 and "type its name to confirm" in response.content.decode()
     assert not Restore.objects.exists()

@@ -1,0 +1,155 @@
+"""The panel walked as a new user would, in headless Chromium, against a live
+server and a real Celery worker. Screenshots go to test-output/screenshots."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop shares the test thread
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+from tests.conftest import PG, make_user  # noqa: E402
+
+SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+
+pytestmark = [pytest.mark.django_db(transaction=True),
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")]
+
+
+@pytest.fixture
+def browser():
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield browser
+        browser.close()
+
+
+def log_in(browser, base, username, password):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(base + "/")
+    expect(page).to_have_url(re.compile(r"/login/"))
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("main button[type=submit]")
+    expect(page.locator("h1")).to_contain_text("Overview")
+    return page
+
+
+def shot(page, name):
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_a_new_admin_protects_a_database_end_to_end(browser, live_server, celery_worker, make_pg_database,
+                                                    tmp_path, django_user_model):
+    from django.contrib.auth.models import Group
+
+    from tests.conftest import psql
+
+    dbname = make_pg_database()
+    psql(dbname, "CREATE TABLE orders (id serial PRIMARY KEY, total int);"
+                 "INSERT INTO orders (total) SELECT i FROM generate_series(1, 500) i;")
+    admin = django_user_model.objects.create_user("root-admin", password="pw-admin-123456")
+    admin.groups.add(Group.objects.get(name="admin"))
+    page = log_in(browser, live_server.url, "root-admin", "pw-admin-123456")
+    expect(page.locator("text=No database is protected yet")).to_be_visible()
+    shot(page, "01-empty-overview")
+
+    page.click("text=Add a storage")
+    page.fill("input[name=name]", "disk")
+    page.select_option("select[name=kind]", "local")
+    page.fill("input[name=path]", "relative/path")
+    page.click("main button[type=submit]")
+    expect(page.locator(".errorlist")).to_contain_text("absolute directory path")
+    page.fill("input[name=path]", str(tmp_path / "backups"))
+    page.click("main button[type=submit]")
+    expect(page.locator("#toasts")).to_contain_text("Storage disk saved")
+    shot(page, "02-storages")
+
+    page.goto(live_server.url + "/databases/add/")
+    page.fill("input[name=name]", "shop")
+    page.fill("input[name=host]", PG["host"])
+    page.fill("input[name=port]", "1")
+    page.fill("input[name=dbname]", dbname)
+    page.fill("input[name=user]", PG["user"])
+    page.select_option("select[name=primary_storage]", label="disk")
+    page.click("main button[type=submit]")
+    shot(page, "03a-database-error")
+    expect(page.locator("[role=alert]")).to_contain_text("unreachable")  # a form error, never a 500
+    page.fill("input[name=port]", str(PG["port"]))
+    page.click("main button[type=submit]")
+    expect(page.locator("h1")).to_contain_text("shop")
+    shot(page, "03-database")
+
+    page.click("#backup-now")
+    expect(page).to_have_url(re.compile(r"/runs/\d+/"))
+    expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=60_000)
+    expect(page.locator(".badge-passed").first).to_have_text("Verified", timeout=60_000)
+    shot(page, "04-run-verified")
+
+    page.goto(live_server.url + "/databases/shop/")
+    page.click("#drill-now")
+    expect(page).to_have_url(re.compile(r"/drills/\d+/"))
+    expect(page.locator("#drill-status")).to_have_text("Succeeded", timeout=60_000)
+    expect(page.locator("#drill-rto")).to_contain_text(" s")
+    shot(page, "05-drill")
+
+    page.goto(live_server.url + "/")
+    expect(page.locator("#overview-table")).to_contain_text("shop")
+    shot(page, "06-overview")
+
+    page.goto(live_server.url + "/databases/shop/")
+    page.locator("table.grid a", has_text="#").first.click()
+    page.click("#restore-button")
+    page.fill("input[name=keep_hours]", "1")
+    page.fill("input[name=confirm_source]", "wrong")
+    page.click("#start-restore")
+    expect(page.locator(".errorlist")).to_contain_text("Type shop exactly")
+    page.fill("input[name=confirm_source]", "shop")
+    shot(page, "07-restore-form")
+    page.click("#start-restore")
+    expect(page.locator("#restore-status")).to_have_text("Succeeded", timeout=60_000)
+    expect(page.locator("#one-time-password")).to_be_visible()
+    shot(page, "08-restore-done")
+    page.reload()
+    expect(page.locator("#one-time-password")).to_have_count(0)  # shown once
+    page.goto(live_server.url + "/audit/")
+    expect(page.locator("table")).to_contain_text("Restore of backup")
+    shot(page, "09-audit-log")
+
+    from drills.models import Restore
+    from drills.sandbox import reap_sandboxes
+
+    restore = Restore.objects.get()
+    Restore.objects.filter(pk=restore.pk).update(expires=None)
+    import json
+    import time
+
+    label = Path(restore.details["sandbox"]) / "restorable-sandbox.json"
+    info = json.loads(label.read_text())
+    label.write_text(json.dumps({**info, "expires": time.time() - 1}))
+    assert reap_sandboxes() == 1  # the kept sandbox goes once its hours are up
+
+
+def test_a_viewer_sees_no_restore_button_and_is_denied(browser, live_server, source_database):
+    from backups.models import BackupRun
+    from controlpanel.models import Status
+
+    run = BackupRun.objects.create(database=source_database, status=Status.SUCCEEDED, verified="passed")
+    make_user("vic", "viewer")
+    page = log_in(browser, live_server.url, "vic", "correct-horse-battery")
+    page.goto(f"{live_server.url}/runs/{run.pk}/")
+    expect(page.locator("#run-status")).to_have_text("Succeeded")
+    expect(page.locator("#restore-button")).to_have_count(0)
+    expect(page.locator("#verify-now")).to_have_count(0)
+    response = page.goto(f"{live_server.url}/runs/{run.pk}/restore/")
+    assert response.status == 403
+    page.goto(f"{live_server.url}/databases/app/")
+    expect(page.locator("#backup-now")).to_have_count(0)
+    shot(page, "10-viewer-database")
