@@ -35,6 +35,7 @@ def databases_with_facts():
 
 def overview_rows() -> list[dict]:
     rows = []
+    upcoming_for = {}  # most databases share their schedules: compute each once
     for database in databases_with_facts():
         drill = None
         if database.last_drill_id:
@@ -46,7 +47,10 @@ def overview_rows() -> list[dict]:
         policy = getattr(database, "policy", None)
         upcoming = []
         if policy is not None and policy.enabled:
-            upcoming = [("backup", next_runs(policy.dump_cron, database.timezone, count=1)[0]),
-                        ("drill", next_runs(policy.drill_cron, database.timezone, count=1)[0])]
+            key = (policy.dump_cron, policy.drill_cron, database.timezone)
+            if key not in upcoming_for:
+                upcoming_for[key] = [("backup", next_runs(policy.dump_cron, database.timezone, count=1)[0]),
+                                     ("drill", next_runs(policy.drill_cron, database.timezone, count=1)[0])]
+            upcoming = upcoming_for[key]
         rows.append({"database": database, "health": health, "upcoming": upcoming})
     return rows

@@ -1,7 +1,7 @@
 """Small server-side SVG charts: no JavaScript, no CDN, work offline."""
 
 from django import template
-from django.utils.html import format_html, format_html_join
+from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
 register = template.Library()
@@ -12,7 +12,7 @@ def line_chart(points, label: str, unit: str = "", width: int = 520, height: int
     """points: [(x_label, value)] oldest first. An optional budget draws a dashed line."""
     values = [float(v) for _, v in points if v is not None]
     if len(values) < 2:
-        return mark_safe(f'<p class="muted">Not enough history for a chart of {label} yet.</p>')
+        return format_html('<p class="muted">Not enough history for a chart of {} yet.</p>', label)
     top = max(values + ([float(budget)] if budget else [])) or 1.0
     pad = 24
     step = (width - 2 * pad) / (len(values) - 1)
@@ -21,18 +21,18 @@ def line_chart(points, label: str, unit: str = "", width: int = 520, height: int
         return height - pad - (value / top) * (height - 2 * pad)
 
     coords = [(pad + i * step, y(v)) for i, v in enumerate(values)]
-    path = " ".join(f"{x:.1f},{yy:.1f}" for x, yy in coords)
-    dots = format_html_join("", '<circle cx="{:.1f}" cy="{:.1f}" r="2.5"><title>{}: {} {}</title></circle>',
-                            ((x, yy, points[i][0], round(values[i], 2), unit) for i, (x, yy) in enumerate(coords)))
-    budget_line = ""
+    parts = [f'<polyline points="{" ".join(f"{x:.1f},{yy:.1f}" for x, yy in coords)}" />']
+    for i, (x, yy) in enumerate(coords):
+        parts.append(f'<circle cx="{x:.1f}" cy="{yy:.1f}" r="2.5"><title>{escape(points[i][0])}: '
+                     f'{values[i]:.2f} {escape(unit)}</title></circle>')
     if budget:
         by = y(float(budget))
-        budget_line = format_html('<line x1="{}" x2="{}" y1="{:.1f}" y2="{:.1f}" class="budget"><title>budget {} {}</title></line>',
-                                  pad, width - pad, by, by, budget, unit)
-    return format_html(
-        '<figure class="chart"><svg viewBox="0 0 {} {}" role="img" aria-label="{}">'
-        '<polyline points="{}" />{}{}<text x="{}" y="14">{} (max {} {})</text></svg></figure>',
-        width, height, label, path, dots, budget_line, pad, label, round(top, 2), unit,
+        parts.append(f'<line x1="{pad}" x2="{width - pad}" y1="{by:.1f}" y2="{by:.1f}" class="budget">'
+                     f'<title>budget {float(budget):g} {escape(unit)}</title></line>')
+    parts.append(f'<text x="{pad}" y="14">{escape(label)} (max {top:.2f} {escape(unit)})</text>')
+    return mark_safe(  # every interpolated text above is escaped
+        f'<figure class="chart"><svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}">'
+        + "".join(parts) + "</svg></figure>"
     )
 
 
