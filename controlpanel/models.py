@@ -7,6 +7,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from controlpanel.crypto import EncryptedTextField
+
 
 class Status(models.TextChoices):
     QUEUED = "queued", "Queued"
@@ -165,3 +167,40 @@ class AuditEvent(models.Model):
             details=details,
             ip=request.META.get("REMOTE_ADDR") if request is not None else None,
         )
+
+
+class NotificationChannel(models.Model):
+    """Where alerts go: an apprise URL (Telegram, Slack, Discord, email, JSON webhook)."""
+
+    class Event(models.TextChoices):
+        BACKUP_FAILED = "backup_failed", "Backup failed"
+        VERIFICATION_FAILED = "verification_failed", "Verification failed"
+        DRILL_FAILED = "drill_failed", "Drill failed or over its RTO budget"
+        STALE = "stale", "No verified backup within the RPO budget"
+        WAL = "wal", "WAL archiving failing or lagging"
+        RESTORE = "restore", "Restore started and finished"
+        DIGEST = "digest", "Daily digest of successes"
+
+    name = models.CharField(max_length=63, unique=True)
+    url = EncryptedTextField("apprise URL", help_text="e.g. tgram://BOT_TOKEN/CHAT_ID, slack://..., json://host/path")
+    events = models.JSONField(default=list, blank=True, help_text="Empty: every event but the digest.")
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def wants(self, event: str) -> bool:
+        if not self.enabled:
+            return False
+        return event in self.events if self.events else event != self.Event.DIGEST
+
+
+class AlertState(models.Model):
+    """Alerts already sent for a condition, so a lasting problem alerts once, not every check."""
+
+    key = models.CharField(max_length=255, unique=True)
+    sent = models.DateTimeField(default=timezone.now)

@@ -1,24 +1,93 @@
 """The one notification point: every alert-worthy event goes through event().
 
-Channels (apprise, webhooks, heartbeats) subscribe here; until they are
-configured an event is a structured log line, so nothing fails silently.
+Each event is a structured log line (run id, database, outcome) and is sent
+through apprise to the channels that subscribed to it. Messages carry ids,
+names and the error text the jobs already wrote for operators, never a
+password, key or connection string; channel URLs are secrets and are never
+logged.
 """
 
 import logging
 
+from django.conf import settings
+from django.db import IntegrityError
+from django.urls import reverse
+
 log = logging.getLogger("restorable.events")
 
-EVENTS = (
-    "backup_failed",
-    "verification_failed",
-    "drill_failed",
-    "restore_started",
-    "restore_finished",
-)
+# event name -> the channel subscription it belongs to
+SUBSCRIPTION = {
+    "backup_failed": "backup_failed",
+    "verification_failed": "verification_failed",
+    "drill_failed": "drill_failed",
+    "drill_over_budget": "drill_failed",
+    "stale": "stale",
+    "wal": "wal",
+    "restore_started": "restore",
+    "restore_finished": "restore",
+    "digest": "digest",
+    "test": "test",
+}
+# The most specific page first: a verification's alert links to the verification.
+LINKS = {"verification": "verification-detail", "drill": "drill-detail", "restore": "restore-detail",
+         "run": "run-detail"}
 
 
-def event(name: str, summary: str, **context) -> None:
-    """Record an event; context holds ids and names, never secrets."""
-    level = logging.WARNING if name.endswith("failed") else logging.INFO
+def link(context: dict) -> str:
+    for key, name in LINKS.items():
+        if context.get(key):
+            return settings.BASE_URL.rstrip("/") + reverse(name, args=[context[key]])
+    return settings.BASE_URL
+
+
+def event(name: str, summary: str, once_key: str | None = None, **context) -> int:
+    """Log an event and send it to the subscribed channels; returns how many got it.
+
+    once_key: a condition that lasts (a stale database) alerts once per key.
+    """
+    level = logging.WARNING if name not in ("restore_started", "restore_finished", "digest", "test") else logging.INFO
     fields = " ".join(f"{k}={v}" for k, v in sorted(context.items()))
     log.log(level, "event=%s %s %s", name, fields, summary)
+    if once_key and not _first_time(once_key):
+        return 0
+    return send(name, summary, **context)
+
+
+def _first_time(key: str) -> bool:
+    from controlpanel.models import AlertState
+
+    try:
+        AlertState.objects.create(key=key[:255])
+        return True
+    except IntegrityError:
+        return False
+
+
+def send(name: str, summary: str, channels=None, **context) -> int:
+    from controlpanel.models import NotificationChannel
+
+    subscription = SUBSCRIPTION.get(name, name)
+    if channels is None:
+        channels = [c for c in NotificationChannel.objects.filter(enabled=True) if c.wants(subscription)]
+    if not channels:
+        return 0
+    title = f"Restorable: {name.replace('_', ' ')}" + (f" ({context['database']})" if context.get("database") else "")
+    body = f"{summary}\n{link(context)}"
+    delivered = 0
+    for channel in channels:
+        if deliver(channel, title, body):
+            delivered += 1
+    return delivered
+
+
+def deliver(channel, title: str, body: str) -> bool:
+    import apprise
+
+    sender = apprise.Apprise()
+    if not sender.add(str(channel.url)):
+        log.warning("notification channel %s has an URL apprise does not understand", channel.name)
+        return False
+    ok = bool(sender.notify(title=title, body=body))
+    if not ok:
+        log.warning("notification channel %s did not accept the alert", channel.name)
+    return ok

@@ -11,10 +11,13 @@ SYSTEM_TASKS = {
     "restorable: reap dead jobs": ("controlpanel.tasks.reap_dead_jobs", None),
     "restorable: apply retention": ("backups.tasks.apply_retention", 3600),
     "restorable: reap sandboxes": ("controlpanel.tasks.reap_sandboxes", 300),
+    "restorable: outside heartbeat": ("controlpanel.tasks.heartbeat", 300),
+    "restorable: stale backup check": ("controlpanel.tasks.check_staleness", 600),
 }
 # name: (task, cron minute hour day-of-month month day-of-week)
 SYSTEM_CRONTABS = {
     "restorable: re-verify checksums weekly": ("drills.tasks.reverify_all", "0 4 * * 6"),
+    "restorable: daily digest": ("controlpanel.tasks.daily_digest", "0 8 * * *"),
 }
 
 

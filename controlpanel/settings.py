@@ -240,6 +240,11 @@ SANDBOX_BACKEND = env_choice("RESTORABLE_SANDBOX_BACKEND", "local", ("local", "d
 SANDBOX_DIR = Path(env_str("RESTORABLE_SANDBOX_DIR") or DATA_DIR / "sandboxes")
 SANDBOX_DOCKER_IMAGE = env_str("RESTORABLE_SANDBOX_DOCKER_IMAGE", "postgres:{major}")
 ROW_COUNT_EXACT_LIMIT = env_int("RESTORABLE_ROW_COUNT_EXACT_LIMIT", 50_000_000, minimum=0)
+BASE_URL = env_str("RESTORABLE_BASE_URL", "http://127.0.0.1:8000")
+HEARTBEAT_URL = env_secret("RESTORABLE_HEARTBEAT_URL")  # often carries a check token
+METRICS_TOKEN = env_secret("RESTORABLE_METRICS_TOKEN")
+METRICS_ALLOW = env_list("RESTORABLE_METRICS_ALLOW", ["127.0.0.1", "::1"])
+SYSLOG = env_bool("RESTORABLE_SYSLOG", False)
 LOG_LEVEL = env_choice("RESTORABLE_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 
 LOGGING = {
@@ -254,5 +259,12 @@ LOGGING = {
         "django": {"level": "WARNING" if LOG_LEVEL != "DEBUG" else "DEBUG"},
         "botocore": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+        "apprise": {"level": "WARNING"},  # its debug lines can quote channel URLs
+        "httpx": {"level": "WARNING"},
     },
 }
+if SYSLOG:  # the playbook's `logger -t pg-backup`
+    LOGGING["formatters"]["syslog"] = {"format": "pg-backup: %(levelname)s %(name)s %(message)s"}
+    LOGGING["handlers"]["syslog"] = {"class": "logging.handlers.SysLogHandler", "address": "/dev/log",
+                                     "formatter": "syslog"}
+    LOGGING["root"]["handlers"].append("syslog")

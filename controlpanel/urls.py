@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from controlpanel import views
+from controlpanel import metrics, views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -11,6 +11,7 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit-log"),
     path("health/live", views.health_live, name="health-live"),
     path("health/ready", views.health_ready, name="health-ready"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("", include("backups.urls")),
     path("", include("drills.urls")),

@@ -23,6 +23,10 @@ def execute_verification(verification: Verification) -> Verification:
     if verification.status == Status.FAILED:
         event("verification_failed", verification.error, run=verification.run_id,
               database=verification.run.database.name, verification=verification.pk)
+    elif verification.kind == Verification.Kind.AFTER_BACKUP:
+        from controlpanel.heartbeat import ping
+
+        ping(f"verified backup #{verification.run_id} of {verification.run.database.name}")
     return verification
 
 
@@ -55,8 +59,8 @@ def execute_drill(job):
     if job.status == Status.FAILED:
         event("drill_failed", job.error, drill=job.pk, database=job.database.name)
     elif job.within_budget is False:
-        event("drill_failed", f"Drill RTO {job.rto_seconds:.0f} s is over the budget", drill=job.pk,
-              database=job.database.name)
+        event("drill_over_budget", f"Drill RTO {job.rto_seconds:.0f} s is over the {job.database.rto_budget_seconds} s "
+              "budget.", drill=job.pk, database=job.database.name)
     return job
 
 

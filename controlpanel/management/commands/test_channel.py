@@ -1,0 +1,21 @@
+"""Send a test alert through one channel."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from controlpanel.models import NotificationChannel
+from controlpanel.notify import send
+
+
+class Command(BaseCommand):
+    help = "Send a test message through a notification channel."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+
+    def handle(self, *args, name, **options):
+        channel = NotificationChannel.objects.filter(name=name).first()
+        if channel is None:
+            raise CommandError(f"No channel named {name!r}.")
+        if not send("test", "A test alert from Restorable: this channel works.", channels=[channel]):
+            raise CommandError(f"Channel {name} did not accept the test message (see the log).")
+        self.stdout.write(f"Test message sent through {name}.")
