@@ -215,3 +215,57 @@ class Artifact(models.Model):
 
     def __str__(self) -> str:
         return f"{self.storage}:{self.key}"
+
+
+class PitrSetup(models.Model):
+    """Point-in-time recovery of one database with pgBackRest: repo 1 a local
+    directory on the database host, repo 2 an off-site S3-compatible bucket."""
+
+    database = models.OneToOneField(Database, on_delete=models.CASCADE, related_name="pitr")
+    stanza = models.CharField(max_length=63, validators=[name_validator])
+    data_directory = models.CharField(max_length=1024, blank=True)
+    socket_directory = models.CharField(max_length=1024, blank=True)
+    repo_path = models.CharField("local repository", max_length=1024)
+    offsite_storage = models.ForeignKey(Storage, null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="pitr_repos", help_text="S3-compatible repository 2.")
+    verify_tls = models.BooleanField(default=True)
+    cipher_passphrase = EncryptedTextField("repository encryption passphrase", blank=True)
+    retention_full = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
+    full_cron = models.CharField(max_length=100, default="30 2 * * 0", help_text="Weekly full base backup.")
+    diff_cron = models.CharField(max_length=100, default="30 2 * * 1-6", help_text="Daily differential.")
+    enabled = models.DateTimeField(null=True, blank=True)
+    info = models.JSONField(default=dict, blank=True, help_text="pgbackrest info --output=json, last synced.")
+    archiver = models.JSONField(default=dict, blank=True, help_text="pg_stat_archiver, last read.")
+    checked = models.DateTimeField(null=True, blank=True)
+    status = models.TextField(blank=True, help_text="Why archiving is not working yet, in plain words.")
+
+    class Meta:
+        verbose_name = "PITR setup"
+
+    def __str__(self) -> str:
+        return f"PITR of {self.database}"
+
+
+class BaseBackup(Job):
+    class Kind(models.TextChoices):
+        FULL = "full", "Full"
+        DIFF = "diff", "Differential"
+        INCR = "incr", "Incremental"
+
+    database = models.ForeignKey(Database, on_delete=models.CASCADE, related_name="base_backups")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.FULL)
+    label = models.CharField(max_length=64, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    repo_size_bytes = models.BigIntegerField(null=True, blank=True)
+    wal_start = models.CharField(max_length=32, blank=True)
+    wal_stop = models.CharField(max_length=32, blank=True)
+    backup_start = models.DateTimeField(null=True, blank=True)
+    backup_stop = models.DateTimeField(null=True, blank=True)
+
+    task_name = "backups.tasks.base_backup"
+
+    class Meta(Job.Meta):
+        permissions = [("run_base_backup", "Can start base backups")]
+
+    def __str__(self) -> str:
+        return f"base backup #{self.pk} of {self.database}"

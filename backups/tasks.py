@@ -64,3 +64,48 @@ def apply_retention() -> int:
     from backups.retention import prune_all
 
     return prune_all()
+
+
+@shared_task(ignore_result=True)
+def base_backup(job_id: int) -> None:
+    """On the database host's agent queue (routed when enqueued)."""
+    from backups.models import BaseBackup
+
+    job = BaseBackup.objects.select_related("database").filter(pk=job_id).first()
+    if job is not None:
+        execute_base_backup(job)
+
+
+def execute_base_backup(job):
+    from backups.wal import run_base_backup
+    from controlpanel.notify import event
+
+    run_job(job, run_base_backup)
+    job.refresh_from_db()
+    if job.status != "succeeded":
+        event("backup_failed", f"Base backup failed: {job.error}", database=job.database.name)
+    return job
+
+
+@shared_task(ignore_result=True)
+def check_wal() -> int:
+    """Every few minutes: WAL archiving health of each PITR-enabled database; alert once per episode."""
+    from backups.models import PitrSetup
+    from backups.pgtools import PgError
+    from backups.wal import wal_health
+    from controlpanel.notify import event
+
+    unhealthy = 0
+    for setup in PitrSetup.objects.filter(enabled__isnull=False).select_related("database"):
+        try:
+            health = wal_health(setup)
+        except PgError as exc:
+            event("wal", f"Cannot read WAL archiving state: {exc}", once_key=f"wal-down:{setup.pk}",
+                  database=setup.database.name)
+            unhealthy += 1
+            continue
+        if not health.ok:
+            unhealthy += 1
+            failed = health.archiver.get("last_failed_time") or health.archiver.get("last_archived_time") or "never"
+            event("wal", health.detail, once_key=f"wal:{setup.pk}:{failed}", database=setup.database.name)
+    return unhealthy

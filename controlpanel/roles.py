@@ -11,7 +11,7 @@ VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 ROLES = (VIEWER, OPERATOR, ADMIN)
 OUR_APPS = ("backups", "drills", "controlpanel", "django_celery_beat")
 
-OPERATOR_ACTIONS = ("backups.run_backup", "drills.run_verification", "drills.run_drill")
+OPERATOR_ACTIONS = ("backups.run_backup", "backups.run_base_backup", "drills.run_verification", "drills.run_drill")
 ADMIN_ACTIONS = ("drills.run_restore",)
 
 

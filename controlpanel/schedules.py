@@ -13,6 +13,7 @@ SYSTEM_TASKS = {
     "restorable: reap sandboxes": ("controlpanel.tasks.reap_sandboxes", 300),
     "restorable: outside heartbeat": ("controlpanel.tasks.heartbeat", 300),
     "restorable: stale backup check": ("controlpanel.tasks.check_staleness", 600),
+    "restorable: WAL archiving check": ("backups.tasks.check_wal", 120),
 }
 # name: (task, cron minute hour day-of-month month day-of-week)
 SYSTEM_CRONTABS = {

@@ -38,6 +38,7 @@ class Drill(Job):
     source_run = models.ForeignKey(BackupRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="drills")
     pitr_target = models.DateTimeField(null=True, blank=True)
     storage = models.ForeignKey(Storage, null=True, blank=True, on_delete=models.SET_NULL)
+    recovered_to = models.DateTimeField(null=True, blank=True, help_text="Last replayed transaction (PITR).")
     download_seconds = models.FloatField(null=True, blank=True)
     restore_seconds = models.FloatField(null=True, blank=True)
     checks_seconds = models.FloatField(null=True, blank=True)
@@ -68,6 +69,8 @@ class Restore(Job):
     database = models.ForeignKey(Database, on_delete=models.CASCADE, related_name="restores")
     source_run = models.ForeignKey(BackupRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="restores")
     pitr_target = models.DateTimeField(null=True, blank=True)
+    pitr = models.BooleanField(default=False, help_text="A point-in-time restore from the pgBackRest repository.")
+    recovered_to = models.DateTimeField(null=True, blank=True, help_text="Last replayed transaction (PITR).")
     target = models.CharField(max_length=16, choices=Target.choices, default=Target.SANDBOX)
     target_database = models.ForeignKey(
         Database, null=True, blank=True, on_delete=models.SET_NULL, related_name="restores_into"

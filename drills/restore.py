@@ -39,6 +39,8 @@ def check_overwrite(restore: Restore) -> bool:
 
 def run_restore(restore: Restore) -> dict:
     """The body of a restore job (see controlpanel.jobs.run_job)."""
+    if restore.pitr:
+        return run_pitr_restore(restore)
     run = restore.source_run
     if run is None:
         raise RestoreFailed("Choose a backup to restore.")
@@ -92,3 +94,29 @@ def take_password(restore: Restore) -> str:
     if password:
         Restore.objects.filter(pk=restore.pk).update(one_time_password="")
     return password
+
+
+def run_pitr_restore(restore: Restore) -> dict:
+    """A point-in-time restore into a sandbox kept for restore.keep_hours."""
+    import time as _time
+
+    from backups.models import PitrSetup
+    from drills.pitr import restore_to_sandbox
+
+    setup = PitrSetup.objects.filter(database=restore.database, enabled__isnull=False).first()
+    if setup is None:
+        raise RestoreFailed(f"PITR is not enabled for {restore.database}.")
+    started = _time.monotonic()
+    restore.beat(phase="pgbackrest restore")
+    sandbox, recovered_to = restore_to_sandbox(setup, restore.pitr_target, restore.keep_hours * 3600, keep=True)
+    AuditEvent.record("restore.finished", f"PITR restore #{restore.pk} of {restore.database} finished", obj=restore,
+                      user=restore.requested_by, result="succeeded",
+                      recovered_to=recovered_to.isoformat() if recovered_to else None)
+    return {
+        "phase": "done", "recovered_to": recovered_to,
+        "connection": {"host": sandbox.host, "port": sandbox.port, "dbname": restore.database.dbname,
+                       "user": restore.database.user},
+        "expires": timezone.now() + timedelta(hours=restore.keep_hours),
+        "details": {**restore.details, "sandbox": str(sandbox.directory),
+                    "rto_seconds": round(_time.monotonic() - started, 3)},
+    }

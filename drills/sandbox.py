@@ -192,21 +192,30 @@ class LocalSandboxes:
         if result.returncode != 0:
             raise SandboxError(f"initdb for a PostgreSQL {sandbox.major} sandbox failed: {result.stderr.strip()[-800:]}")
 
-    def _start(self, sandbox: Sandbox, binaries: Path, extra: dict) -> None:
+    def _start(self, sandbox: Sandbox, binaries: Path, extra: dict, keep_existing: bool = False) -> None:
+        """Start the cluster; keep_existing appends to a restored postgresql.auto.conf
+        (pgBackRest writes its restore_command and recovery target there)."""
         conf = {**BULK_LOAD_SETTINGS, **extra, "listen_addresses": "'127.0.0.1'",
                 "unix_socket_directories": f"'{sandbox.directory / 'socket'}'"}
+        auto_conf = sandbox.datadir / "postgresql.auto.conf"
+        existing = auto_conf.read_text() if keep_existing and auto_conf.exists() else ""
+        for name, text in (("postgresql.conf", ""), ("pg_hba.conf", "local all all trust\nhost all all 127.0.0.1/32 trust\n")):
+            if not (sandbox.datadir / name).exists():  # Debian keeps them in /etc, outside the data directory
+                (sandbox.datadir / name).write_text(text)
+        log_text = ""
         for attempt in range(3):
             sandbox.port = free_port()
             lines = [f"{k} = {v if str(v).startswith(chr(39)) else repr(str(v))}" for k, v in conf.items()]
             lines.append(f"port = {sandbox.port}")
-            (sandbox.datadir / "postgresql.auto.conf").write_text("\n".join(lines) + "\n")
+            auto_conf.write_text(existing + "\n".join(lines) + "\n")
             result = sandbox.run_as_owner(
                 [str(binaries / "pg_ctl"), "-D", str(sandbox.datadir), "-l", str(sandbox.directory / "server.log"),
                  "-w", "-t", "60", "start"], timeout=90)
             if result.returncode == 0:
                 sandbox.settings = conf
                 return
-            log_text = (sandbox.directory / "server.log").read_text(errors="replace")[-800:]
+            log_path = sandbox.directory / "server.log"
+            log_text = log_path.read_text(errors="replace")[-800:] if log_path.exists() else result.stderr[-800:]
             if "could not bind" not in log_text and "Address already in use" not in log_text:
                 break
         raise SandboxError(f"The PostgreSQL {sandbox.major} sandbox did not start: {log_text.strip()}")

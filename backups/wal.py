@@ -1,0 +1,144 @@
+"""Enabling PITR, base backups and WAL health, on top of backups.pitr."""
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.utils import timezone
+
+from backups.models import BaseBackup, Database, PitrSetup
+from backups.pgtools import ConnInfo, PgError
+from backups.pitr import PgBackRest, PitrError, discover, read_archiver
+
+
+@dataclass
+class Step:
+    step: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class EnableReport:
+    steps: list[Step] = field(default_factory=list)
+    postgresql_conf: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.steps)
+
+
+def setup_for(database: Database, repo_path: str = "", offsite=None, passphrase: str = "",
+              verify_tls: bool = True) -> PitrSetup:
+    setup, _ = PitrSetup.objects.get_or_create(
+        database=database,
+        defaults={"stanza": database.name, "repo_path": repo_path or str(settings.DATA_DIR / "pgbackrest-repo")},
+    )
+    if repo_path:
+        setup.repo_path = repo_path
+    setup.offsite_storage = offsite or setup.offsite_storage
+    if passphrase:
+        setup.cipher_passphrase = passphrase
+    setup.verify_tls = verify_tls
+    setup.save()
+    return setup
+
+
+def enable(setup: PitrSetup) -> EnableReport:
+    """Discover, configure, create the stanza and check archiving; each step reported."""
+    report = EnableReport()
+    engine = PgBackRest(setup)
+    info = ConnInfo.of(setup.database)
+    try:
+        found = discover(info)
+    except PgError as exc:
+        report.steps.append(Step("discover", False, str(exc)))
+        return report
+    setup.data_directory, setup.socket_directory = found["data_directory"], found["socket_directory"]
+    setup.save(update_fields=["data_directory", "socket_directory"])
+    report.steps.append(Step("discover", True, f"PostgreSQL {found['server_version'] // 10000}, data directory "
+                                               f"{found['data_directory']}"))
+    engine.write_config()
+    report.steps.append(Step("configure", True, f"wrote {engine.config_path}"))
+    report.postgresql_conf = engine.postgresql_conf_lines()
+    archiver = read_archiver(info)
+    if archiver.archive_mode == "off" or engine.archive_command() not in archiver.archive_command:
+        detail = (f"archiving is not set up yet (archive_mode = {archiver.archive_mode}, archive_command = "
+                  f"{archiver.archive_command!r}): add the postgresql.conf lines below and restart PostgreSQL")
+        report.steps.append(Step("archive settings", False, detail))
+        setup.status = detail
+        setup.save(update_fields=["status"])
+        return report
+    report.steps.append(Step("archive settings", True, "archive_mode and archive_command point at this stanza"))
+    for name, action in (("stanza-create", engine.stanza_create), ("check", engine.check)):
+        try:
+            action()
+        except PitrError as exc:
+            report.steps.append(Step(name, False, str(exc)))
+            setup.status = str(exc)
+            setup.save(update_fields=["status"])
+            return report
+        report.steps.append(Step(name, True, "ok"))
+    setup.enabled, setup.status = timezone.now(), ""
+    setup.save(update_fields=["enabled", "status"])
+    return report
+
+
+def run_base_backup(job: BaseBackup) -> dict:
+    """The body of a base backup job (see controlpanel.jobs.run_job)."""
+    setup = PitrSetup.objects.filter(database=job.database, enabled__isnull=False).first()
+    if setup is None:
+        raise PitrError(f"PITR is not enabled for {job.database}: run enable_pitr first.")
+    engine = PgBackRest(setup)
+    job.beat(phase="backup")
+    latest = engine.backup(job.kind)
+    sync_info(setup, engine)
+    return fields_of(latest)
+
+
+def fields_of(backup: dict) -> dict:
+    from datetime import datetime, timezone as dt_timezone
+
+    stamp = backup.get("timestamp", {})
+    archive = backup.get("archive", {})
+    info = backup.get("info", {})
+    return {
+        "phase": "done", "label": backup.get("label", ""), "size_bytes": info.get("size"),
+        "repo_size_bytes": info.get("repository", {}).get("size"),
+        "wal_start": archive.get("start") or "", "wal_stop": archive.get("stop") or "",
+        "backup_start": datetime.fromtimestamp(stamp["start"], tz=dt_timezone.utc) if stamp.get("start") else None,
+        "backup_stop": datetime.fromtimestamp(stamp["stop"], tz=dt_timezone.utc) if stamp.get("stop") else None,
+    }
+
+
+def sync_info(setup: PitrSetup, engine: PgBackRest | None = None) -> dict:
+    info = (engine or PgBackRest(setup)).info()
+    PitrSetup.objects.filter(pk=setup.pk).update(info=info)
+    return info
+
+
+@dataclass
+class WalHealth:
+    ok: bool
+    exposure_seconds: float | None
+    detail: str
+    archiver: dict
+
+
+def wal_health(setup: PitrSetup, now=None) -> WalHealth:
+    """RPO exposure of the WAL layer: time since the last archived segment, and failures."""
+    now = now or timezone.now()
+    archiver = read_archiver(ConnInfo.of(setup.database))
+    PitrSetup.objects.filter(pk=setup.pk).update(archiver=archiver.as_dict(), checked=now)
+    exposure = (now - archiver.last_archived_time).total_seconds() if archiver.last_archived_time else None
+    budget = setup.database.rpo_budget_seconds
+    if archiver.failing:
+        detail = (f"WAL archiving is failing: {archiver.failed_count} failures, last {archiver.last_failed_wal} at "
+                  f"{archiver.last_failed_time:%Y-%m-%d %H:%M:%S %Z}")
+        return WalHealth(False, exposure, detail, archiver.as_dict())
+    if exposure is None:
+        return WalHealth(False, None, "No WAL segment has been archived yet.", archiver.as_dict())
+    if exposure > budget:
+        return WalHealth(False, exposure, f"The last WAL segment was archived {exposure:.0f} s ago, over the "
+                                          f"{budget} s RPO budget.", archiver.as_dict())
+    return WalHealth(True, exposure, f"Last segment {archiver.last_archived_wal} archived {exposure:.0f} s ago.",
+                     archiver.as_dict())

@@ -1,0 +1,145 @@
+"""Point-in-time recovery with pgBackRest on a real cluster run as postgres."""
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.utils import timezone
+
+from backups.models import BaseBackup, Database, PitrSetup
+from backups.pitr import PgBackRest, PitrError
+from backups.tasks import check_wal, execute_base_backup
+from backups.wal import enable, setup_for, wal_health
+from controlpanel.models import Status
+from drills.models import Restore
+from drills.pitr import remove_sandbox, restore_to_sandbox
+from drills.sandbox import LocalSandboxes
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def archiving_cluster(local_storage, tmp_path, settings):
+    """A cluster archiving to pgBackRest, registered as database 'app' with PITR enabled."""
+    engine = PgBackRest(PitrSetup(stanza="app"))
+    cluster = LocalSandboxes().create(15, extra_settings={
+        "wal_level": "replica", "archive_mode": "on", "archive_command": f"'{engine.archive_command()}'",
+        "archive_timeout": "60", "max_wal_senders": "2",
+    })
+    database = Database.objects.create(name="app", host="127.0.0.1", port=cluster.port, dbname="postgres",
+                                       user="postgres", primary_storage=local_storage, server_version=150000)
+    repo = Path(settings.DATA_DIR) / f"repo-{cluster.port}"
+    setup = setup_for(database, repo_path=str(repo))
+    report = enable(setup)
+    assert report.ok, [s.__dict__ for s in report.steps]
+    yield database, cluster, PitrSetup.objects.get(pk=setup.pk)
+    cluster.remove()
+
+
+def sql(cluster, statement):
+    with psycopg.connect(host="127.0.0.1", port=cluster.port, user="postgres", dbname="postgres",
+                         autocommit=True) as conn:
+        cur = conn.execute(statement)
+        return cur.fetchone()[0] if cur.description else None
+
+
+def test_enable_reports_plainly_when_archiving_is_not_set_up(source_database):
+    setup = setup_for(source_database, repo_path="/tmp/restorable-unused-repo")
+    report = enable(setup)
+    assert not report.ok
+    failed = next(s for s in report.steps if not s.ok)
+    assert failed.step in ("archive settings", "discover")
+    assert any(line.startswith("archive_command = 'pgbackrest --config=") for line in report.postgresql_conf) \
+        or failed.step == "discover"
+
+
+def test_restore_to_a_point_in_time_brings_back_exactly_the_rows_before_it(archiving_cluster):
+    database, cluster, setup = archiving_cluster
+    job = execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    assert job.status == Status.SUCCEEDED, job.error
+    assert job.label and job.wal_start and job.backup_stop
+    sql(cluster, "CREATE TABLE events (id serial, at timestamptz DEFAULT clock_timestamp())")
+    sql(cluster, "INSERT INTO events SELECT FROM generate_series(1, 100)")
+    time.sleep(1.2)
+    target = sql(cluster, "SELECT clock_timestamp()")
+    time.sleep(1.2)
+    sql(cluster, "INSERT INTO events SELECT FROM generate_series(1, 50)")
+    PgBackRest(setup).check()  # switches WAL and waits until it is archived
+
+    sandbox, recovered_to = restore_to_sandbox(setup, target, 600, keep=False)
+    try:
+        assert sql(sandbox, "SELECT count(*) FROM events") == 100
+        assert sql(sandbox, "SELECT pg_is_in_recovery()") is False
+        assert sql(sandbox, "SHOW archive_mode") == "off"  # never writes into the source's archive
+        assert recovered_to <= target and target - recovered_to < timedelta(seconds=5)
+    finally:
+        remove_sandbox(sandbox)
+
+    health = wal_health(setup)
+    assert health.ok and health.exposure_seconds < 60
+
+
+def test_unreachable_targets_fail_loudly(archiving_cluster):
+    database, cluster, setup = archiving_cluster
+    before_any_backup = timezone.now() - timedelta(hours=1)
+    with pytest.raises(PitrError, match="no base backup yet"):
+        restore_to_sandbox(setup, before_any_backup, 600, keep=False)
+    execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    with pytest.raises(PitrError, match="before the earliest point a restore can reach"):
+        restore_to_sandbox(setup, before_any_backup, 600, keep=False)
+    with pytest.raises(PitrError, match="in the future"):
+        restore_to_sandbox(setup, timezone.now() + timedelta(hours=1), 600, keep=False)
+    sql(cluster, "CREATE TABLE late (id int)")
+    time.sleep(1.2)
+    sql(cluster, "INSERT INTO late VALUES (1)")
+    not_archived_yet = sql(cluster, "SELECT clock_timestamp()")
+    with pytest.raises(PitrError, match="after the last archived WAL"):
+        restore_to_sandbox(setup, not_archived_yet, 600, keep=False)
+
+
+def test_pitr_cli_restores_latest_into_a_sandbox(archiving_cluster, capsys):
+    import json
+
+    from django.core.management import call_command
+
+    database, cluster, setup = archiving_cluster
+    call_command("base_backup", "app", "--inline", "--json")
+    sql(cluster, "CREATE TABLE t AS SELECT generate_series(1, 7) AS i")
+    PgBackRest(setup).check()
+    capsys.readouterr()
+    call_command("pitr", "app", "--target-time", "latest", "--hours", "1", "--inline", "--json")
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "succeeded", result["error"]
+    assert result["recovered_to"] and result["rto_seconds"] > 0 and "password" not in json.dumps(result)
+    restore = Restore.objects.get(pk=result["id"])
+    from drills.sandbox import Sandbox
+
+    sandbox = Sandbox(major=15, directory=Path(restore.details["sandbox"]), port=result["connection"]["port"])
+    try:
+        assert sql(sandbox, "SELECT count(*) FROM t") == 7
+    finally:
+        remove_sandbox(sandbox)
+
+
+def test_failing_archiving_shows_in_wal_health_and_alerts_once(archiving_cluster, monkeypatch):
+    database, cluster, setup = archiving_cluster
+    sent = []
+    monkeypatch.setattr("controlpanel.notify.send", lambda name, summary, **ctx: sent.append((name, summary)) or 1)
+    repo = Path(setup.repo_path)
+    repo.rename(repo.with_name(repo.name + "-gone"))  # the repository becomes unreachable
+    try:
+        sql(cluster, "CREATE TABLE x AS SELECT 1")
+        sql(cluster, "SELECT pg_switch_wal()")
+        for _ in range(100):
+            if sql(cluster, "SELECT failed_count FROM pg_stat_archiver"):
+                break
+            time.sleep(0.2)
+        health = wal_health(setup)
+        assert not health.ok and "WAL archiving is failing" in health.detail
+        assert check_wal() == 1 and check_wal() == 1
+        assert [name for name, _ in sent] == ["wal"]
+        assert "failing" in sent[0][1]
+    finally:
+        repo.with_name(repo.name + "-gone").rename(repo)
