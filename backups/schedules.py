@@ -68,5 +68,29 @@ def next_runs(expression: str, tz: str, start=None, count: int = 5) -> list:
     return times
 
 
+PITR_SCHEDULES = {
+    # kind -> (task, setup field, kwargs)
+    "base backup full": ("backups.tasks.scheduled_base_backup", "full_cron", {"kind": "full"}),
+    "base backup diff": ("backups.tasks.scheduled_base_backup", "diff_cron", {"kind": "diff"}),
+    "pgbackrest verify": ("backups.tasks.pgbackrest_verify", None, {}),
+}
+
+
+def sync_pitr_schedules(setup) -> None:
+    """Base backups and pgbackrest verify, routed to the database host's agent queue."""
+    from django.conf import settings
+
+    database = setup.database
+    for kind, (task, field, kwargs) in PITR_SCHEDULES.items():
+        cron = getattr(setup, field) if field else "0 6 * * 6"
+        PeriodicTask.objects.update_or_create(
+            name=schedule_name(database, kind),
+            defaults={"task": task, "crontab": crontab_for(cron, database.timezone), "interval": None,
+                      "args": json.dumps([database.pk]), "kwargs": json.dumps(kwargs),
+                      "queue": database.agent_queue or settings.AGENT_QUEUE, "enabled": setup.enabled is not None},
+        )
+
+
 def remove_database_schedules(database: Database) -> None:
-    PeriodicTask.objects.filter(name__in=[schedule_name(database, k) for k in SCHEDULES]).delete()
+    names = [schedule_name(database, k) for k in [*SCHEDULES, *PITR_SCHEDULES]]
+    PeriodicTask.objects.filter(name__in=names).delete()

@@ -4,7 +4,7 @@ way it is edited (panel, CLI or Django admin)."""
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from backups.models import BackupPolicy, Database
+from backups.models import BackupPolicy, Database, PitrSetup
 
 
 @receiver(post_save, sender=Database)
@@ -30,3 +30,11 @@ def database_deleted(sender, instance, **kwargs):
     from backups.schedules import remove_database_schedules
 
     remove_database_schedules(instance)
+
+
+@receiver(post_save, sender=PitrSetup)
+def pitr_saved(sender, instance, raw=False, **kwargs):
+    if not raw:
+        from backups.schedules import sync_pitr_schedules
+
+        sync_pitr_schedules(instance)

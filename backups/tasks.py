@@ -109,3 +109,35 @@ def check_wal() -> int:
             failed = health.archiver.get("last_failed_time") or health.archiver.get("last_archived_time") or "never"
             event("wal", health.detail, once_key=f"wal:{setup.pk}:{failed}", database=setup.database.name)
     return unhealthy
+
+
+@shared_task(ignore_result=True)
+def scheduled_base_backup(database_id: int, kind: str = "full") -> None:
+    """Beat's entry point; it runs on the database host's agent queue (see pitr schedules)."""
+    from backups.models import BaseBackup, Database
+    from controlpanel.models import Trigger
+
+    database = Database.objects.filter(pk=database_id).first()
+    if database is not None:
+        execute_base_backup(BaseBackup.objects.create(database=database, kind=kind, trigger=Trigger.SCHEDULED))
+
+
+@shared_task(ignore_result=True)
+def pgbackrest_verify(database_id: int) -> None:
+    """Weekly `pgbackrest verify` of the repositories, its result kept on the setup."""
+    from django.utils import timezone
+
+    from backups.models import PitrSetup
+    from backups.pitr import PgBackRest, PitrError
+    from controlpanel.notify import event
+
+    setup = PitrSetup.objects.filter(database_id=database_id, enabled__isnull=False).first()
+    if setup is None:
+        return
+    try:
+        output, ok = PgBackRest(setup).verify(), True
+    except PitrError as exc:
+        output, ok = str(exc), False
+        event("verification_failed", f"pgbackrest verify failed: {exc}", database=setup.database.name)
+    info = {**setup.info, "verify": {"ok": ok, "output": output[-2000:], "at": timezone.now().isoformat()}}
+    PitrSetup.objects.filter(pk=setup.pk).update(info=info)
