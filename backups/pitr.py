@@ -173,8 +173,14 @@ class PgBackRest:
     def check(self) -> None:
         self.run("check", timeout=300)
 
+    def repos(self) -> list[int]:
+        return [1, 2] if self.setup.offsite_storage_id else [1]
+
     def backup(self, kind: str = "full") -> dict:
-        self.run(f"--type={kind}", "backup", timeout=settings.CELERY_TASK_TIME_LIMIT)
+        """Back up into every repository: pgBackRest's backup writes to one repo per run
+        (archive-push already feeds them all)."""
+        for repo in self.repos():
+            self.run(f"--repo={repo}", f"--type={kind}", "backup", timeout=settings.CELERY_TASK_TIME_LIMIT)
         return self.latest_backup()
 
     def verify(self) -> str:

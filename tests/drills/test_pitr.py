@@ -143,3 +143,49 @@ def test_failing_archiving_shows_in_wal_health_and_alerts_once(archiving_cluster
         assert "failing" in sent[0][1]
     finally:
         repo.with_name(repo.name + "-gone").rename(repo)
+
+
+@pytest.fixture
+def tls_s3(s3_endpoint, tmp_path):
+    """moto's S3 server behind stunnel: pgBackRest's S3 client speaks only TLS."""
+    import subprocess
+
+    from drills.sandbox import free_port
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    port = free_port()
+    conf = tmp_path / "stunnel.conf"
+    conf.write_text(f"foreground = yes\npid =\n[s3]\naccept = 127.0.0.1:{port}\n"
+                    f"connect = {s3_endpoint.removeprefix('http://')}\ncert = {cert}\nkey = {key}\n")
+    proc = subprocess.Popen(["stunnel", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import socket
+
+    for _ in range(50):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield f"https://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait()
+
+
+def test_base_backups_also_land_in_the_offsite_s3_repository(archiving_cluster, tls_s3, s3_storage, s3_bucket,
+                                                             s3_client):
+    database, cluster, setup = archiving_cluster
+    s3_storage.endpoint_url = tls_s3
+    s3_storage.save()
+    setup = setup_for(database, repo_path=setup.repo_path, offsite=s3_storage, verify_tls=False)
+    report = enable(setup)
+    assert report.ok, [s.__dict__ for s in report.steps]
+    job = execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    assert job.status == Status.SUCCEEDED, job.error
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
+    assert any("/pgbackrest/backup/app/" in k for k in keys) and any("/pgbackrest/archive/app/" in k for k in keys)
+    repos = {r["key"]: r["status"]["code"] for r in PitrSetup.objects.get(pk=setup.pk).info["repo"]}
+    assert repos == {1: 0, 2: 0}
+    config = PgBackRest(setup).config_path
+    assert oct(config.stat().st_mode & 0o777) == "0o600"  # it holds the repository keys
