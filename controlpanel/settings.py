@@ -8,6 +8,7 @@ The README's configuration table lists every variable.
 
 import secrets
 import socket
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -176,7 +177,7 @@ STORAGES = {
         # image); plain names before that (tests, a bare checkout).
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
-            if (STATIC_ROOT / "staticfiles.json").exists() and not DEBUG
+            if not DEBUG and ((STATIC_ROOT / "staticfiles.json").exists() or "collectstatic" in sys.argv)
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
@@ -216,6 +217,8 @@ CELERY_TASK_ROUTES = {
     "backups.tasks.*": {"queue": "dumps"},
     "drills.tasks.*": {"queue": "drills"},
     "controlpanel.tasks.*": {"queue": "dumps"},
+    # Sandboxes live where drills run: their reaper must run there too.
+    "controlpanel.tasks.reap_sandboxes": {"queue": "drills"},
 }
 CELERY_TASK_TIME_LIMIT = env_int("RESTORABLE_TASK_TIME_LIMIT", 6 * 3600, minimum=60)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
