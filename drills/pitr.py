@@ -90,8 +90,9 @@ def explain_recovery_failure(sandbox: Sandbox, target: datetime | None, fallback
     log = (sandbox.directory / "server.log").read_text(errors="replace") if (sandbox.directory / "server.log").exists() else ""
     if "recovery ended before configured recovery target was reached" in log:
         return (f"The target {target:%Y-%m-%d %H:%M:%S %Z} is after the last archived WAL: recovery ran out of "
-                "WAL before reaching it. Nothing was restored to another point." if target else
-                "Recovery ran out of WAL before reaching its target.")
+                "WAL before reaching it (PostgreSQL stops at the first commit after the target, so that commit "
+                "must be archived; on a quiet database wait for archive_timeout). Nothing was restored to another "
+                "point." if target else "Recovery ran out of WAL before reaching its target.")
     return fallback
 
 
