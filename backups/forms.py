@@ -48,12 +48,20 @@ def validate_cron(expression: str) -> None:
             crontab_parser(size, start).parse(value)
         except (ParseException, ValueError, IndexError) as exc:
             raise ValidationError(f"Invalid cron field {value!r}: {exc}") from None
+    # Each field can be fine while the whole never fires (day 31 of February):
+    # beat and the database page would then fail on every computation of the next run.
+    from backups.schedules import next_runs
+
+    try:
+        next_runs(expression, "UTC", count=1)
+    except ValueError:
+        raise ValidationError(f"{expression!r} never fires: that day does not occur in that month.") from None
 
 
 def validate_timezone(name: str) -> None:
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tzdata directory, a name too long
         raise ValidationError(f"Unknown time zone {name!r}; use a name like Europe/Berlin or UTC.") from None
 
 

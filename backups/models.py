@@ -180,6 +180,14 @@ class BackupRun(Job):
 
     task_name = "backups.tasks.backup"
 
+    def after_reap(self) -> None:
+        """A killed dump leaves partial objects and open multipart uploads: remove them."""
+        from backups.storage import remove_partial
+
+        if self.stamp:
+            for storage in self.database.storages():
+                remove_partial(storage, self.database.name, self.stamp)
+
     @property
     def progress_percent(self) -> int:
         """Bytes dumped against the database's size: an estimate, capped below 100 while running."""

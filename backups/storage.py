@@ -423,3 +423,34 @@ class S3Writer(Writer):
 
 def backend_for(storage) -> Backend:
     return LocalBackend(storage) if storage.kind == "local" else S3Backend(storage)
+
+
+def remove_partial(storage, database_name: str, stamp: str) -> int:
+    """Delete every object of one run's directory and abort its open multipart
+    uploads (a worker killed mid-upload cannot abort them itself)."""
+    import logging
+
+    backend = backend_for(storage)
+    directory = backend.key(database_name, stamp) + "/"
+    removed = 0
+    try:
+        if isinstance(backend, LocalBackend):
+            root = backend._path(directory.rstrip("/"))
+            if root.is_dir():
+                for path in sorted(root.rglob("*")):
+                    if path.is_file():
+                        path.unlink()
+                        removed += 1
+                backend.delete(directory.rstrip("/") + "/.none")  # tidies the empty directories
+            return removed
+        for obj in backend.list(directory.removeprefix(storage.prefix.rstrip("/") + "/") if storage.prefix else directory):
+            backend.delete(obj.key)
+            removed += 1
+        client = backend.client
+        uploads = client.list_multipart_uploads(Bucket=storage.bucket, Prefix=directory).get("Uploads", [])
+        for upload in uploads:
+            client.abort_multipart_upload(Bucket=storage.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            removed += 1
+    except (StorageError, ClientError, BotoCoreError) as exc:
+        logging.getLogger("restorable.storage").warning("could not clean up run %s on %s: %s", stamp, storage, exc)
+    return removed

@@ -1,8 +1,29 @@
-"""Form pieces shared by the apps: write-only secret inputs."""
+"""Form pieces shared by the apps: write-only secret inputs, storable text."""
 
 from django import forms
+from django.core.exceptions import ValidationError
 
 from controlpanel.crypto import EncryptedTextField
+
+
+def validate_storable_text(value: str) -> None:
+    """Refuse lone surrogates: Python's stand-ins for bytes that are not UTF-8
+    (argv, the environment), which PostgreSQL cannot store."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("This text holds bytes that are not valid UTF-8.") from None
+
+
+class StorableTextMixin:
+    """Every text field of the form refuses what the database cannot store,
+    so a save never fails on it (Django already refuses NUL)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            if isinstance(field, forms.CharField):
+                field.validators.append(validate_storable_text)
 
 
 class SecretInput(forms.PasswordInput):
@@ -31,7 +52,7 @@ class SecretField(forms.CharField):
         return value  # the widget only looks at whether there is one
 
 
-class KeepSecretsModelForm(forms.ModelForm):
+class KeepSecretsModelForm(StorableTextMixin, forms.ModelForm):
     """A ModelForm whose empty secret inputs keep the stored value."""
 
     def __init__(self, *args, **kwargs):

@@ -113,9 +113,11 @@ class Job(models.Model):
 
     @classmethod
     def reap(cls, grace_seconds: int) -> int:
-        """Fail running jobs whose worker stopped sending heartbeats."""
+        """Fail running jobs whose worker stopped sending heartbeats, then let
+        each kind clean up after its dead worker (after_reap)."""
         cutoff = timezone.now() - timedelta(seconds=grace_seconds)
-        return cls.objects.filter(status=Status.RUNNING, heartbeat__lt=cutoff).update(
+        dead = list(cls.objects.filter(status=Status.RUNNING, heartbeat__lt=cutoff).values_list("pk", flat=True))
+        reaped = cls.objects.filter(pk__in=dead, status=Status.RUNNING).update(
             status=Status.FAILED,
             finished=timezone.now(),
             error=(
@@ -123,6 +125,12 @@ class Job(models.Model):
                 "it was killed, lost its connection or the machine restarted."
             ),
         )
+        for job in cls.objects.filter(pk__in=dead):
+            job.after_reap()
+        return reaped
+
+    def after_reap(self) -> None:
+        """Remove what a killed worker left half-done (overridden per kind)."""
 
 
 def job_models() -> list[type[Job]]:

@@ -230,7 +230,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Running jobs touch their heartbeat this often; the reaper fails a job whose
 # heartbeat is older than RESTORABLE_HEARTBEAT_GRACE seconds.
 HEARTBEAT_SECONDS = env_int("RESTORABLE_HEARTBEAT_SECONDS", 10, minimum=1)
-HEARTBEAT_GRACE = env_int("RESTORABLE_HEARTBEAT_GRACE", HEARTBEAT_SECONDS * 6, minimum=2)
+# Two missed beats: the beat comes from a thread of its own, so a slow dump
+# never misses one; the reaper runs every beat interval.
+HEARTBEAT_GRACE = env_int("RESTORABLE_HEARTBEAT_GRACE", HEARTBEAT_SECONDS * 2 + 5, minimum=2)
 QUEUE_REDELIVER_SECONDS = env_int("RESTORABLE_QUEUE_REDELIVER_SECONDS", 600, minimum=30)
 QUEUE_TIMEOUT_SECONDS = env_int("RESTORABLE_QUEUE_TIMEOUT_SECONDS", 6 * 3600, minimum=60)
 AGENT_QUEUE = env_str("RESTORABLE_AGENT_QUEUE") or f"agent.{socket.gethostname()}"

@@ -4,12 +4,13 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from backups.models import Database
+from controlpanel.forms import StorableTextMixin
 from drills.models import Restore
 
 NAME = re.compile(r"^[A-Za-z_][\w$]{0,62}$")
 
 
-class RestoreForm(forms.Form):
+class RestoreForm(StorableTextMixin, forms.Form):
     target = forms.ChoiceField(choices=Restore.Target.choices, widget=forms.RadioSelect, initial=Restore.Target.SANDBOX)
     keep_hours = forms.IntegerField(min_value=1, max_value=336, initial=4, label="Keep the sandbox for (hours)")
     target_database = forms.ModelChoiceField(queryset=Database.objects.all(), required=False,
