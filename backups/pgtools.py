@@ -43,9 +43,11 @@ class ConnInfo:
         """From a libpq connection string or URL; a bad one raises PgError without echoing it."""
         try:
             params = psycopg.conninfo.conninfo_to_dict(dsn)
-        except psycopg.ProgrammingError:
-            raise PgError("The connection string is not valid (libpq key=value or postgresql:// URL).") from None
-        return cls(params.get("host") or "127.0.0.1", int(params.get("port") or 5432),
+            port = int(params.get("port") or 5432)
+        except (psycopg.ProgrammingError, UnicodeError, ValueError):
+            raise PgError("The connection string is not valid (libpq key=value or postgresql:// URL, "
+                          "one numeric port).") from None
+        return cls(params.get("host") or "127.0.0.1", port,
                    params.get("dbname") or "postgres", params.get("user") or "postgres",
                    params.get("password") or "", params.get("sslmode") or "prefer")
 

@@ -115,9 +115,10 @@ def schema_diff(request, name):
     import difflib
 
     database = get_object_or_404(Database, name=name)
-    runs = {str(r.pk): r for r in database.runs.filter(pk__in=[request.GET.get("a"), request.GET.get("b")])
-            if str(r.pk).isdigit()}
-    if len(runs) != 2:
+    wanted = [request.GET.get(key, "") for key in ("a", "b")]
+    wanted = [value for value in wanted if value.isascii() and value.isdigit() and len(value) < 19]
+    runs = {str(r.pk): r for r in database.runs.filter(pk__in=wanted)}
+    if len(runs) != 2 or len(wanted) != 2:
         return render(request, "backups/schema_diff.html", {"database": database, "error": "Choose two backups."})
     texts = []
     for key in ("a", "b"):

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from django.contrib.auth.models import Group, User
 
-from backups.models import BackupPolicy, Database, Storage
+from backups.models import Database, Storage
 from controlpanel.roles import ADMIN, OPERATOR, VIEWER
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}

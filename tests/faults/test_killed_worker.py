@@ -12,27 +12,25 @@ from pathlib import Path
 import pytest
 
 from backups.models import BackupRun
-from backups.services import start_backup
 from controlpanel.models import Status
 from controlpanel.tasks import reap_dead_jobs
 from tests.conftest import psql
 
 ROOT = Path(__file__).resolve().parents[2]
+VICTIM_QUEUE = f"victim-{os.getpid()}"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def start_worker(env, log):
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "controlpanel", "worker", "-Q", "dumps", "--concurrency", "1",
+        # A queue of its own: the suite's shared worker must not take the task.
+        [sys.executable, "-m", "celery", "-A", "controlpanel", "worker", "-Q", VICTIM_QUEUE, "--concurrency", "1",
          "--loglevel", "INFO", "-n", f"victim{os.getpid()}@%h", "--without-mingle", "--without-gossip"],
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def test_sigkill_mid_upload_fails_the_run_and_leaves_nothing(worker_env, source_database, s3_storage, s3_client,
-                                                             tmp_path, settings, django_capture_on_commit_callbacks):
-    import redis
-
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+                                                             tmp_path, settings):
     psql(source_database.dbname, "CREATE TABLE blobs AS SELECT i, decode(string_agg(md5(random()::text || j), ''), 'hex') b "
                                  "FROM generate_series(1, 3000) i, generate_series(1, 4096) j GROUP BY i")
     source_database.offsite_storages.add(s3_storage)
@@ -40,8 +38,11 @@ def test_sigkill_mid_upload_fails_the_run_and_leaves_nothing(worker_env, source_
     log = open(tmp_path / "worker.log", "wb")
     worker = start_worker(env, log)
     try:
-        with django_capture_on_commit_callbacks(execute=True):
-            run = start_backup(source_database)
+        from backups.services import create_backup_run
+        from backups.tasks import backup
+
+        run = create_backup_run(source_database)
+        backup.apply_async(args=[run.pk], queue=VICTIM_QUEUE)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             run.refresh_from_db()
@@ -66,8 +67,8 @@ def test_sigkill_mid_upload_fails_the_run_and_leaves_nothing(worker_env, source_
         assert not local.exists() or [p for p in local.rglob("*") if p.is_file()] == []
 
         worker = start_worker(env, log)  # the next run succeeds
-        with django_capture_on_commit_callbacks(execute=True):
-            second = start_backup(source_database)
+        second = create_backup_run(source_database)
+        backup.apply_async(args=[second.pk], queue=VICTIM_QUEUE)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             second.refresh_from_db()

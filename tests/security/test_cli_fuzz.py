@@ -3,14 +3,10 @@ a nonzero exit; never another exception and its traceback."""
 
 import os
 from io import StringIO
-from urllib.parse import unquote_to_bytes
 
-import psycopg
-import psycopg.conninfo
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import DataError
 from hypothesis import assume, event, given, reject, settings
 from hypothesis import strategies as st
 
@@ -40,14 +36,7 @@ def outcome(*args) -> str:
 
 
 def run_cli(*args) -> str:
-    """outcome(), setting aside the known crash on undecodable argv or environment (pinned below)."""
-    try:
-        result = outcome(*args)
-    except (UnicodeEncodeError, DataError):  # DataError: restore's JSON columns refuse an escaped surrogate
-        given_text = [*args, os.environ.get("FUZZ_DSN", ""), os.environ.get("FUZZ_URL", "")]
-        if not any(undecodable_text(a) for a in given_text):
-            raise
-        reject()
+    result = outcome(*args)
     event(f"{args[0]}: {result}")
     return result
 
@@ -170,7 +159,6 @@ def test_add_storage_tests_a_fuzzed_local_directory_or_refuses_it(world, suffix)
 def test_add_database_with_fuzzed_arguments(world, data):
     dsn = data.draw(st.one_of(dsn_like, corrupted("postgresql://postgres:pw@127.0.0.1:5432/app?sslmode=disable"),
                               corrupted("host=127.0.0.1 port=5432 dbname=app user=postgres"), hostile))
-    assume(not dsn_crashes_add_database(dsn))
     set_env("FUZZ_DSN", dsn)
     args = data.draw(st.one_of(
         near(["app2", "--dsn-env", "FUZZ_DSN", "--storage", "disk", "--offsite", "disk", "--timezone",
@@ -230,7 +218,6 @@ def test_restore_with_fuzzed_arguments(world, data):
     good = world["good"]
     dsn = data.draw(st.one_of(st.just("postgresql://postgres@127.0.0.1/postgres"),
                               corrupted("postgresql://postgres@127.0.0.1:5432/postgres"), dsn_like))
-    assume(not dsn_crashes_restore(dsn))
     set_env("FUZZ_DSN", dsn)
     args = data.draw(st.one_of(
         near([good, "--to-sandbox", "--hours", "2", "--table", "public.orders", "--inline", "--json"],
@@ -243,7 +230,7 @@ def test_restore_with_fuzzed_arguments(world, data):
             "--inline": None, "--json": None,
         }),
     ))
-    assume(not_help(args) and never_waits(args) and not restore_stores_unchecked(args))
+    assume(not_help(args) and never_waits(args))
     # Inline restores of this run end at fetching its dump (it has none), before any sandbox or server is touched.
     run_cli("restore", *args)
 
@@ -262,57 +249,23 @@ def test_add_channel_with_fuzzed_arguments(world, data):
             "--events": st.one_of(st.sampled_from(NotificationChannel.Event.values), hostile),
         }),
     ))
-    assume(not_help(args) and not channel_name_unstorable(args))
+    assume(not_help(args))
     run_cli("add_channel", *args)
 
 
-# Known crashes outside the files this suite may change: each is pinned by a
-# strict xfail below and kept out of the fuzzing above until it is fixed.
-
-def dsn_crashes_add_database(dsn: str) -> bool:
-    """add_database only catches psycopg.ProgrammingError from conninfo_to_dict."""
-    try:
-        dsn.encode("utf-8")
-        unquote_to_bytes(dsn).decode("utf-8")
-    except UnicodeError:
-        return True
-    return False
+# Crashes the fuzzing found, fixed and kept as regression tests.
 
 
-def dsn_crashes_restore(dsn: str) -> bool:
-    """ConnInfo.from_dsn: the same, plus int() of a port that is not a number."""
-    if dsn_crashes_add_database(dsn):
-        return True
-    try:
-        int(psycopg.conninfo.conninfo_to_dict(dsn).get("port") or 5432)
-    except psycopg.ProgrammingError:
-        return False
-    except ValueError:
-        return True
-    return False
 
 
-def restore_stores_unchecked(args: list[str]) -> bool:
-    """restore stores --new-database and --confirm in varchar(63) columns without a length check."""
-    for option in ("--new-database", "--confirm"):
-        for at, arg in enumerate(args):
-            if arg == option and at + 1 < len(args) and len(args[at + 1]) > 63:
-                return True
-            if arg.startswith(option + "=") and len(arg) - len(option) - 1 > 63:
-                return True
-    return False
 
 
-def channel_name_unstorable(args: list[str]) -> bool:
-    """add_channel stores its name in a varchar(63) column without a length check."""
-    return any(len(arg) > 63 for arg in args)
+
 
 
 UNDECODABLE = "caf\udce9"  # b"caf\xe9": Latin-1 bytes in a UTF-8 locale
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError,
-                   reason="the commands look rows up by (or save) the raw argv name before any check")
 @pytest.mark.parametrize("args", [
     ["backup", UNDECODABLE], ["drill", UNDECODABLE], ["add_storage", UNDECODABLE, "--local", "/srv/b", "--no-test"],
     ["add_database", UNDECODABLE, "--dsn-env", "FUZZ_DSN", "--storage", "disk", "--no-test"],
@@ -325,27 +278,21 @@ def test_undecodable_argv_is_refused_by_every_command(world, args):
     assert outcome(*args) == "refused"
 
 
-@pytest.mark.xfail(strict=True, raises=DataError, reason="restore stores --table/--schema unchecked in JSON columns")
 @pytest.mark.parametrize("option", ["--table", "--schema"])
 def test_restore_refuses_an_undecodable_table_or_schema(world, option):
     assert outcome("restore", world["good"], "--to-sandbox", option, UNDECODABLE) == "refused"
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError,
-                   reason="add_channel saves an apprise URL holding undecodable bytes (EncryptedTextField encodes it)")
 def test_add_channel_refuses_an_undecodable_url(world):
     os.environ["FUZZ_URL"] = "json://127.0.0.1:9/" + UNDECODABLE
     assert outcome("add_channel", "ops", "--url-env", "FUZZ_URL") == "refused"
 
 
-@pytest.mark.xfail(strict=True, raises=DataError, reason="add_channel stores any name; the column is varchar(63)")
 def test_add_channel_refuses_an_overlong_name(world):
     os.environ["FUZZ_URL"] = "json://127.0.0.1:9/hook"
     assert outcome("add_channel", "n" * 64, "--url-env", "FUZZ_URL") == "refused"
 
 
-@pytest.mark.xfail(strict=True, raises=(UnicodeEncodeError, UnicodeDecodeError),
-                   reason="add_database only catches psycopg.ProgrammingError from conninfo_to_dict")
 @pytest.mark.parametrize("dsn", [f"postgresql://postgres@127.0.0.1/{UNDECODABLE}", "postgresql://127.0.0.1/caf%e9"],
                          ids=["undecodable", "percent-encoded"])
 def test_add_database_refuses_an_undecodable_dsn(world, dsn):
@@ -353,16 +300,12 @@ def test_add_database_refuses_an_undecodable_dsn(world, dsn):
     assert outcome("add_database", "app2", "--dsn-env", "FUZZ_DSN", "--storage", "disk", "--no-test") == "refused"
 
 
-@pytest.mark.xfail(strict=True, raises=(ValueError, UnicodeError),
-                   reason="ConnInfo.from_dsn: int() of a non-numeric port; undecodable DSNs as in add_database")
 @pytest.mark.parametrize("dsn", ["host=127.0.0.1 port=x", "host=a,b port=1,2", "postgresql://127.0.0.1/caf%e9"])
 def test_restore_refuses_a_bad_target_dsn(world, dsn):
     os.environ["FUZZ_DSN"] = dsn
     assert outcome("restore", world["good"], "--to-dsn-env", "FUZZ_DSN", "--new-database", "restored") == "refused"
 
 
-@pytest.mark.xfail(strict=True, raises=DataError, reason="restore stores --new-database/--confirm unchecked; "
-                                                         "the columns are varchar(63)")
 @pytest.mark.parametrize("option", ["--new-database", "--confirm"])
 def test_restore_refuses_an_overlong_database_name(world, option):
     os.environ["FUZZ_DSN"] = "postgresql://postgres@127.0.0.1/postgres"

@@ -18,3 +18,36 @@ def follow(job, poll: float = 1.0, on_progress=None):
 
 def iso(value):
     return value.isoformat() if value else None
+
+
+class TextArgsMixin:
+    """Refuse argv that is not valid UTF-8 (bytes from another locale) with a
+    clear message, before any lookup or save could trip over it."""
+
+    def execute(self, *args, **options):
+        from django.core.management.base import CommandError
+
+        for name, value in [("argument", a) for a in args] + list(options.items()):
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(item, str):
+                    try:
+                        item.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise CommandError(f"{name.replace('_', '-')}: {item.encode('utf-8', 'replace')!r} "
+                                           "is not valid UTF-8 text.") from None
+        return super().execute(*args, **options)
+
+
+def env_text(variable: str) -> str | None:
+    """An environment variable's value, refused when it is not valid UTF-8."""
+    import os
+
+    from django.core.management.base import CommandError
+
+    value = os.environ.get(variable)
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CommandError(f"Environment variable {variable} does not hold valid UTF-8 text.") from None
+    return value

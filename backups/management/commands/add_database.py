@@ -1,16 +1,16 @@
 """Add or update a database from a connection string in an environment variable."""
 
-import os
 
 import psycopg.conninfo
 from django.core.management.base import BaseCommand, CommandError
+from backups.management.commands._follow import TextArgsMixin, env_text
 
 from backups.forms import DatabaseForm
 from backups.management.commands.add_storage import form_errors
 from backups.models import Database, Storage
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = "Add (or update) a database; its connection string is read from the environment variable you name."
 
     def add_arguments(self, parser):
@@ -24,12 +24,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-test", action="store_true", help="do not connect now")
 
     def handle(self, *args, **o):
-        dsn = os.environ.get(o["dsn_env"])
+        dsn = env_text(o["dsn_env"])
         if not dsn:
             raise CommandError(f"Environment variable {o['dsn_env']} is not set or empty.")
         try:
             params = psycopg.conninfo.conninfo_to_dict(dsn)
-        except psycopg.ProgrammingError:
+        except (psycopg.ProgrammingError, UnicodeError, ValueError):
             raise CommandError(f"{o['dsn_env']} does not hold a valid PostgreSQL connection string.") from None
         storages = {s.name: s for s in Storage.objects.filter(name__in=[o["storage"], *o["offsite"]])}
         missing = [n for n in [o["storage"], *o["offsite"]] if n not in storages]

@@ -1,6 +1,7 @@
 """Add or update a storage; S3 keys come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
 
 from django.core.management.base import BaseCommand, CommandError
+from backups.management.commands._follow import TextArgsMixin
 
 from backups.forms import StorageForm
 from backups.models import Storage
@@ -8,7 +9,7 @@ from backups.storage import StorageError, backend_for
 from controlpanel.env import env_secret
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = "Add (or update) a local or S3-compatible storage."
 
     def add_arguments(self, parser):

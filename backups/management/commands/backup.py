@@ -3,6 +3,7 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from backups.management.commands._follow import TextArgsMixin
 from django.db import transaction
 
 from backups.management.commands._follow import follow, iso
@@ -35,7 +36,7 @@ def run_as_dict(run: BackupRun) -> dict:
     }
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = "Back up a database now. Exit status 0 only when the backup succeeded."
 
     def add_arguments(self, parser):

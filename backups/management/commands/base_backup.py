@@ -3,6 +3,7 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from backups.management.commands._follow import TextArgsMixin
 from django.db import transaction
 
 from backups.management.commands._follow import follow, iso
@@ -10,7 +11,7 @@ from backups.models import BaseBackup, Database
 from controlpanel.models import Status, Trigger
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = "Take a base backup (full or differential) of a PITR-enabled database."
 
     def add_arguments(self, parser):

@@ -3,12 +3,13 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from backups.management.commands._follow import TextArgsMixin
 
 from backups.models import Database, Storage
 from backups.wal import enable, setup_for
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = ("Discover the data directory and version, write the pgBackRest configuration, create the stanza, "
             "check archiving and print the postgresql.conf lines. Run it on the database host as root or postgres.")
 

@@ -3,12 +3,13 @@
 import json
 
 from django.core.management.base import BaseCommand
+from backups.management.commands._follow import TextArgsMixin
 
 from backups.management.commands._follow import iso
 from backups.models import Database
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = "Show every database with its last backup run."
 
     def add_arguments(self, parser):

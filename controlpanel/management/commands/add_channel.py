@@ -1,13 +1,13 @@
 """Add or update a notification channel; its apprise URL comes from an environment variable."""
 
-import os
 
 from django.core.management.base import BaseCommand, CommandError
+from backups.management.commands._follow import TextArgsMixin
 
 from controlpanel.models import NotificationChannel
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = "Add a notification channel (the apprise URL is read from the named environment variable)."
 
     def add_arguments(self, parser):
@@ -18,7 +18,15 @@ class Command(BaseCommand):
     def handle(self, *args, name, url_env, events, **options):
         import apprise
 
-        url = os.environ.get(url_env)
+        from backups.management.commands._follow import env_text
+        from backups.models import name_validator
+        from django.core.exceptions import ValidationError
+
+        try:
+            name_validator(name)
+        except ValidationError as exc:
+            raise CommandError(f"Channel name {name!r}: {' '.join(exc.messages)}") from None
+        url = env_text(url_env)
         if not url:
             raise CommandError(f"Environment variable {url_env} is not set or empty.")
         if not apprise.Apprise().add(url):

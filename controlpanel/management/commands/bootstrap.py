@@ -5,12 +5,13 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
+from backups.management.commands._follow import TextArgsMixin
 
 from controlpanel.env import env_secret, env_str
 from controlpanel.roles import ADMIN
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = "Create the first admin (RESTORABLE_ADMIN_USER / RESTORABLE_ADMIN_PASSWORD, or a printed password)."
 
     def handle(self, *args, **options):

@@ -2,12 +2,13 @@
 
 from django.apps import apps
 from django.core.management.base import BaseCommand
+from backups.management.commands._follow import TextArgsMixin
 from django.db import transaction
 
 from controlpanel.crypto import EncryptedTextField
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = ("Re-encrypt stored secrets with the newest key. Rotate by setting "
             "RESTORABLE_SECRETS_KEYS=new,old, running this, then dropping the old key.")
 

@@ -1,12 +1,13 @@
 """Send a test alert through one channel."""
 
 from django.core.management.base import BaseCommand, CommandError
+from backups.management.commands._follow import TextArgsMixin
 
 from controlpanel.models import NotificationChannel
 from controlpanel.notify import send
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = "Send a test message through a notification channel."
 
     def add_arguments(self, parser):

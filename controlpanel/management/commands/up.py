@@ -11,11 +11,12 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from backups.management.commands._follow import TextArgsMixin
 
 from controlpanel.env import env_int, env_str
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = "Run the web server, a Celery worker and Celery beat together."
 
     def add_arguments(self, parser):

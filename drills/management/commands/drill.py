@@ -3,6 +3,7 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from backups.management.commands._follow import TextArgsMixin
 from django.db import transaction
 
 from backups.management.commands._follow import follow, iso
@@ -24,7 +25,7 @@ def drill_as_dict(drill: Drill) -> dict:
     }
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = "Restore a backup into a throwaway PostgreSQL and check it. Exit 0 only when the drill passed."
 
     def add_arguments(self, parser):

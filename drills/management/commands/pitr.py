@@ -3,6 +3,7 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from backups.management.commands._follow import TextArgsMixin
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
@@ -12,7 +13,7 @@ from controlpanel.models import Status, Trigger
 from drills.models import Restore
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = "Point-in-time restore into a sandbox. Exit 0 only on success."
 
     def add_arguments(self, parser):

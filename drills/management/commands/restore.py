@@ -1,9 +1,9 @@
 """Restore a backup: into a sandbox kept for some hours, or into a new database."""
 
 import json
-import os
 
 from django.core.management.base import BaseCommand, CommandError
+from backups.management.commands._follow import TextArgsMixin
 from django.db import transaction
 
 from backups.management.commands._follow import follow, iso
@@ -13,7 +13,7 @@ from controlpanel.models import Status, Trigger
 from drills.models import Restore
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = "Restore a backup run (all of it, or --table/--schema) into a sandbox or a new database."
 
     def add_arguments(self, parser):
@@ -38,10 +38,24 @@ class Command(BaseCommand):
             raise CommandError(f"No succeeded backup run #{o['run_id']}.")
         if not 1 <= o["hours"] <= 24 * 14:
             raise CommandError("--hours must be between 1 and 336.")
+        from drills.forms import NAME
+
+        for option in ("new_database", "confirm"):
+            if o[option] and not NAME.match(o[option]):
+                raise CommandError(f"--{option.replace('_', '-')} must be a database name (letters, digits, _; "
+                                   "at most 63).")
+        for table in o["table"]:
+            if not all(NAME.match(part) for part in table.split(".")) or table.count(".") > 1:
+                raise CommandError(f"--table {table!r} is not a table name (schema.table).")
+        for schema in o["schema"]:
+            if not NAME.match(schema):
+                raise CommandError(f"--schema {schema!r} is not a schema name.")
         kwargs = {"target": Restore.Target.SANDBOX, "keep_hours": o["hours"], "tables": o["table"],
                   "schemas": o["schema"], "trigger": Trigger.API}
         if o["to_dsn_env"]:
-            dsn = os.environ.get(o["to_dsn_env"])
+            from backups.management.commands._follow import env_text
+
+            dsn = env_text(o["to_dsn_env"])
             if not dsn:
                 raise CommandError(f"Environment variable {o['to_dsn_env']} is not set or empty.")
             if not o["new_database"]:

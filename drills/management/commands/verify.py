@@ -3,6 +3,7 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from backups.management.commands._follow import TextArgsMixin
 from django.db import transaction
 
 from backups.management.commands._follow import follow, iso
@@ -25,7 +26,7 @@ def verification_as_dict(verification: Verification) -> dict:
     }
 
 
-class Command(BaseCommand):
+class Command(TextArgsMixin, BaseCommand):
     help = "Verify a backup run: checksums from every storage, pg_restore full read, schema replay."
 
     def add_arguments(self, parser):
