@@ -1,7 +1,25 @@
 from django.contrib import admin
 
-from backups.forms import DatabaseForm, StorageForm
-from backups.models import Artifact, BackupPolicy, BackupRun, Database, Storage
+from django import forms
+
+from backups.forms import DatabaseForm, StorageForm, validate_cron
+from backups.models import Artifact, BackupPolicy, BackupRun, BaseBackup, Database, PitrSetup, Storage
+
+
+class BackupPolicyForm(forms.ModelForm):
+    class Meta:
+        model = BackupPolicy
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        for field in ("dump_cron", "base_backup_cron", "drill_cron"):
+            if cleaned.get(field):
+                try:
+                    validate_cron(cleaned[field])
+                except forms.ValidationError as exc:
+                    self.add_error(field, exc)
+        return cleaned
 
 
 @admin.register(Storage)
@@ -18,6 +36,7 @@ class DatabaseAdmin(admin.ModelAdmin):
 
 @admin.register(BackupPolicy)
 class BackupPolicyAdmin(admin.ModelAdmin):
+    form = BackupPolicyForm
     list_display = ("database", "dump_cron", "drill_cron", "compression", "enabled")
 
 
@@ -34,3 +53,15 @@ class BackupRunAdmin(admin.ModelAdmin):
     list_filter = ("status", "verified", "database")
     readonly_fields = [f.name for f in BackupRun._meta.fields if f.name not in ("keep",)]
     inlines = [ArtifactInline]
+
+
+@admin.register(PitrSetup)
+class PitrSetupAdmin(admin.ModelAdmin):
+    list_display = ("database", "stanza", "enabled", "checked", "status")
+    readonly_fields = ("data_directory", "socket_directory", "enabled", "info", "archiver", "checked", "status")
+
+
+@admin.register(BaseBackup)
+class BaseBackupAdmin(admin.ModelAdmin):
+    list_display = ("pk", "database", "kind", "status", "label", "size_bytes", "created")
+    list_filter = ("status", "kind", "database")

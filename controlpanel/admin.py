@@ -1,6 +1,8 @@
 from django.contrib import admin
 
-from controlpanel.models import AuditEvent
+from django.contrib import messages
+
+from controlpanel.models import AuditEvent, NotificationChannel
 
 
 @admin.register(AuditEvent)
@@ -14,3 +16,20 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(admin.ModelAdmin):
+    """Channels: the apprise URL is write-only (it holds tokens)."""
+
+    list_display = ("name", "events", "enabled", "created")
+    actions = ["send_test"]
+
+    @admin.action(description="Send a test message")
+    def send_test(self, request, queryset):
+        from controlpanel.notify import send
+
+        for channel in queryset:
+            ok = send("test", "A test alert from Restorable: this channel works.", channels=[channel])
+            level = messages.SUCCESS if ok else messages.ERROR
+            self.message_user(request, f"{channel}: {'sent' if ok else 'not accepted (see the log)'}", level)

@@ -75,3 +75,19 @@ def test_rotate_secrets_re_encrypts_with_the_new_key(with_secrets, settings):
     settings.SECRETS_KEYS = settings.SECRETS_KEYS[:1]  # the old key is dropped
     assert Database.objects.get().password == PASSWORD
     assert Storage.objects.get().secret_access_key == SECRET_KEY
+
+
+def test_channel_urls_are_write_only_in_the_admin(admin_client, db):
+    from controlpanel.models import NotificationChannel
+
+    channel = NotificationChannel.objects.create(name="tg", url="tgram://123456:SECRET-BOT-TOKEN/789")
+    body = admin_client.get(f"/admin/controlpanel/notificationchannel/{channel.pk}/change/").content.decode()
+    assert "SECRET-BOT-TOKEN" not in body and "fernet:" not in body
+
+
+def test_the_admin_refuses_a_cron_that_never_fires(admin_client, source_database):
+    policy = source_database.policy
+    response = admin_client.post(f"/admin/backups/backuppolicy/{policy.pk}/change/", {
+        "database": source_database.pk, "dump_cron": "0 0 31 2 *", "base_backup_cron": "30 2 * * 0",
+        "drill_cron": "0 5 1-7 * 0", "compression": "auto", "enabled": "on"})
+    assert response.status_code == 200 and "errorlist" in response.content.decode()
