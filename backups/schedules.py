@@ -73,6 +73,7 @@ PITR_SCHEDULES = {
     "base backup full": ("backups.tasks.scheduled_base_backup", "full_cron", {"kind": "full"}),
     "base backup diff": ("backups.tasks.scheduled_base_backup", "diff_cron", {"kind": "diff"}),
     "pgbackrest verify": ("backups.tasks.pgbackrest_verify", None, {}),
+    "pitr drill": ("drills.tasks.scheduled_pitr_drill", "drill", {}),
 }
 
 
@@ -82,12 +83,18 @@ def sync_pitr_schedules(setup) -> None:
 
     database = setup.database
     for kind, (task, field, kwargs) in PITR_SCHEDULES.items():
-        cron = getattr(setup, field) if field else "0 6 * * 6"
+        if field == "drill":  # monthly, the database's drill day (first Sunday by default), an hour later
+            policy = getattr(database, "policy", None)
+            minute, hour, *rest = (policy.drill_cron if policy else "0 5 1-7 * 0").split()
+            cron = " ".join([minute, str((int(hour) + 1) % 24) if hour.isdigit() else hour, *rest])
+        else:
+            cron = getattr(setup, field) if field else "0 6 * * 6"
         PeriodicTask.objects.update_or_create(
             name=schedule_name(database, kind),
             defaults={"task": task, "crontab": crontab_for(cron, database.timezone), "interval": None,
                       "args": json.dumps([database.pk]), "kwargs": json.dumps(kwargs),
-                      "queue": database.agent_queue or settings.AGENT_QUEUE, "enabled": setup.enabled is not None},
+                      "queue": ("drills" if kind == "pitr drill" else database.agent_queue or settings.AGENT_QUEUE),
+                      "enabled": setup.enabled is not None},
         )
 
 

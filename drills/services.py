@@ -25,12 +25,12 @@ def start_verification(run: BackupRun, kind: str = Verification.Kind.MANUAL, che
     return verification
 
 
-def start_drill(database, source_run=None, trigger: str = Trigger.MANUAL, request=None):
+def start_drill(database, source_run=None, trigger: str = Trigger.MANUAL, request=None, **fields):
     from controlpanel.models import AuditEvent
     from drills.models import Drill
     from drills.tasks import drill
 
-    job = Drill.objects.create(database=database, source_run=source_run, trigger=trigger)
+    job = Drill.objects.create(database=database, source_run=source_run, trigger=trigger, **fields)
     if request is not None:
         AuditEvent.record("drill.start", f"Drill of {database} started", obj=job, request=request)
     transaction.on_commit(lambda: Drill.objects.filter(pk=job.pk).update(celery_task_id=drill.delay(job.pk).id))

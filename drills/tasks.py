@@ -95,3 +95,14 @@ def execute_restore(job):
                           user=job.requested_by, result="failed", error=job.error)
     event("restore_finished", f"Restore #{job.pk} {job.status}", restore=job.pk, database=job.database.name)
     return job
+
+
+@shared_task(ignore_result=True)
+def scheduled_pitr_drill(database_id: int) -> None:
+    """Monthly: a PITR drill to the last archived point."""
+    from backups.models import Database
+    from drills.services import start_drill
+
+    database = Database.objects.filter(pk=database_id, pitr__enabled__isnull=False).first()
+    if database is not None:
+        start_drill(database, trigger=Trigger.SCHEDULED, details={"pitr": True})

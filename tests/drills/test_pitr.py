@@ -189,3 +189,27 @@ def test_base_backups_also_land_in_the_offsite_s3_repository(archiving_cluster, 
     assert repos == {1: 0, 2: 0}
     config = PgBackRest(setup).config_path
     assert oct(config.stat().st_mode & 0o777) == "0o600"  # it holds the repository keys
+
+
+def test_a_pitr_drill_records_rto_and_measured_rpo(archiving_cluster, capsys):
+    import json
+
+    from django.core.management import call_command
+    from django_celery_beat.models import PeriodicTask
+
+    database, cluster, setup = archiving_cluster
+    call_command("base_backup", "app", "--inline")
+    sql(cluster, "CREATE TABLE orders AS SELECT generate_series(1, 30) AS id")
+    PgBackRest(setup).check()
+    sql(cluster, "INSERT INTO orders VALUES (31)")  # a commit after the target, so recovery can stop there
+    PgBackRest(setup).check()
+    database.smoke_sql = "SELECT count(*) >= 30 FROM orders -- expect: True"
+    database.save()
+    capsys.readouterr()
+    call_command("drill", "app", "--pitr", "--inline", "--json")
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "succeeded", result["error"]
+    assert result["pitr"] and result["rto_seconds"] > 0 and result["restore_seconds"] > 0
+    assert result["rpo_seconds"] is not None and 0 <= result["rpo_seconds"] < 120
+    assert result["smoke"][0]["ok"]
+    assert PeriodicTask.objects.get(name="app: pitr drill").queue == "drills"

@@ -22,6 +22,8 @@ def drill_as_dict(drill: Drill) -> dict:
         "rto_budget_seconds": drill.database.rto_budget_seconds, "within_budget": drill.within_budget,
         "row_counts_match": drill.row_counts_match, "mismatches": drill.mismatches,
         "smoke": drill.smoke_results, "warnings": drill.details.get("warnings", []),
+        "pitr": bool(drill.details.get("pitr")), "target_time": iso(drill.pitr_target),
+        "recovered_to": iso(drill.recovered_to), "rpo_seconds": drill.rpo_seconds,
     }
 
 
@@ -31,31 +33,41 @@ class Command(TextArgsMixin, BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("name", help="database name")
         parser.add_argument("--run", type=int, help="backup run to drill (default: the latest verified)")
+        parser.add_argument("--pitr", action="store_true", help="drill the pgBackRest repository instead (PITR)")
+        parser.add_argument("--target-time", help="with --pitr: ISO 8601 point (default: the last archived WAL)")
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--inline", action="store_true")
         mode.add_argument("--wait", action="store_true")
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args, name, run, inline, wait, json: bool, **options):
+    def handle(self, *args, name, run, inline, wait, json: bool, pitr, target_time, **options):
+        from django.utils.dateparse import parse_datetime
+
         database = Database.objects.filter(name=name).first()
         if database is None:
             raise CommandError(f"No database named {name!r}.")
-        source = None
-        if run is not None:
+        source, extra = None, {}
+        if pitr:
+            target = parse_datetime(target_time) if target_time else None
+            if target_time and (target is None or target.tzinfo is None):
+                raise CommandError("--target-time must be ISO 8601 with a time zone.")
+            extra = {"details": {"pitr": True}, "pitr_target": target}
+        elif run is not None:
             source = BackupRun.objects.filter(pk=run, database=database, status=Status.SUCCEEDED).first()
             if source is None:
                 raise CommandError(f"No succeeded backup run #{run} of {name}.")
-        elif database.last_good_run() is None:
+        elif database.last_good_run() is None and not pitr:
             raise CommandError(f"{name} has no verified backup to drill with.")
         if inline:
             from drills.tasks import execute_drill
 
-            job = execute_drill(Drill.objects.create(database=database, source_run=source, trigger=Trigger.API))
+            job = execute_drill(Drill.objects.create(database=database, source_run=source, trigger=Trigger.API,
+                                                     **extra))
         else:
             from drills.services import start_drill
 
             with transaction.atomic():
-                job = start_drill(database, source_run=source, trigger=Trigger.API)
+                job = start_drill(database, source_run=source, trigger=Trigger.API, **extra)
             if wait:
                 job = follow(job)
         queued = not (inline or wait)
