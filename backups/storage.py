@@ -29,6 +29,8 @@ class StorageError(Exception):
 class TransientStorageError(StorageError):
     """A storage problem worth retrying (endpoint down, timeout, throttling)."""
 
+    transient = True
+
 
 def safe_key(*parts: str) -> str:
     """Join key parts; refuse anything that could escape the storage's prefix."""

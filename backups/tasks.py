@@ -6,19 +6,51 @@ from backups.models import BackupRun
 from controlpanel.jobs import run_job
 
 
-@shared_task(ignore_result=True)
-def backup(run_id: int) -> None:
+@shared_task(bind=True, ignore_result=True, max_retries=3)
+def backup(self, run_id: int) -> None:
     run = BackupRun.objects.select_related("database__primary_storage").filter(pk=run_id).first()
-    if run is not None:
-        execute_backup(run)
+    if run is None:
+        return
+    retries_left = self.max_retries - self.request.retries
+    execute_backup(run, retries_left=retries_left)
+    if run.status == "queued":  # requeued after a transient storage error
+        raise self.retry(countdown=retry_delay(self.request.retries))
 
 
-def execute_backup(run: BackupRun, inline: bool = False) -> BackupRun:
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff with jitter, from RESTORABLE_RETRY_BACKOFF seconds."""
+    import random
+
+    from django.conf import settings
+
+    return settings.RETRY_BACKOFF * (2 ** attempt) * random.uniform(0.8, 1.2)
+
+
+def execute_backup(run: BackupRun, inline: bool = False, retries_left: int = 0) -> BackupRun:
     from backups.pipeline import run_backup
 
     run_job(run, run_backup)
+    run.refresh_from_db()
+    if run.status == "failed" and run.details.get("transient") and retries_left > 0 and requeue(run):
+        return run  # the caller retries; no alert for a failure that may heal
     after_backup(run, inline=inline)
     return run
+
+
+def requeue(run: BackupRun) -> bool:
+    """failed -> queued again, keeping the reason on the run for the record."""
+    from django.db import IntegrityError
+
+    attempts = run.details.get("attempts", []) + [run.error]
+    try:
+        updated = BackupRun.objects.filter(pk=run.pk, status="failed").update(
+            status="queued", started=None, finished=None, stamp="", bytes_dumped=0, bytes_uploaded=0,
+            error="", details={**run.details, "attempts": attempts, "transient": False},
+        )
+    except IntegrityError:  # another run of this database started meanwhile: it takes over
+        updated = 0
+    run.refresh_from_db()
+    return updated == 1
 
 
 def after_backup(run: BackupRun, inline: bool = False) -> None:

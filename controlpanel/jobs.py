@@ -71,7 +71,9 @@ def run_job(job: Job, work) -> Job:
             fields = work(job) or {}
     except BaseException as exc:
         log.exception("%s failed", job)
-        job.finish(Status.FAILED, describe_failure(exc))
+        # Transient failures (an S3 endpoint that went away) may be retried by the task.
+        job.finish(Status.FAILED, describe_failure(exc),
+                   details={**job.details, "transient": bool(getattr(exc, "transient", False))})
         if not isinstance(exc, Exception):
             raise
     else:

@@ -234,3 +234,71 @@ def test_second_trigger_says_a_run_is_already_going(source_database):
         create_backup_run(source_database)
     with pytest.raises(CommandError, match="already queued"):
         call_command("backup", "app", "--inline")
+
+
+def test_s3_down_then_back_is_retried_and_the_run_succeeds(source_database, moto_process, monkeypatch, settings):
+    from backups import tasks
+
+    proc, endpoint, client = moto_process
+    port = endpoint.rsplit(":", 1)[1]
+    incompressible_rows(source_database, 24)
+    storage = Storage.objects.create(name="r2", kind="s3", endpoint_url=endpoint, bucket="offsite", region="us-east-1",
+                                     path_style=True, multipart_chunk_mb=5,
+                                     access_key_id="testing-key", secret_access_key="testing-secret")
+    source_database.offsite_storages.add(storage)
+    state = {"proc": proc}
+    original_send, original_requeue = S3Writer._send_part, tasks.requeue
+
+    def send_then_die(self, data):
+        original_send(self, data)
+        if len(self.futures) == 2 and state["proc"].poll() is None and not state.get("restarted"):
+            state["proc"].kill()
+            state["proc"].wait()
+
+    def requeue_then_restart(run):
+        state["restarted"] = True  # the outage ends before the retry
+        state["proc"] = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", port],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                import boto3
+
+                boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="k",
+                             aws_secret_access_key="s").create_bucket(Bucket="offsite")
+                break
+            except Exception:
+                time.sleep(0.1)
+        return original_requeue(run)
+
+    monkeypatch.setattr(S3Writer, "_send_part", send_then_die)
+    monkeypatch.setattr(tasks, "requeue", requeue_then_restart)
+    settings.RETRY_BACKOFF = 0
+    run = create_backup_run(source_database)
+    try:
+        tasks.backup.apply(args=[run.pk])
+        run.refresh_from_db()
+        assert run.status == Status.SUCCEEDED, run.error
+        assert "unreachable" in run.details["attempts"][0]
+        assert run.artifacts.filter(storage=storage, name="full.dump.zst").exists()
+    finally:
+        if state["proc"].poll() is None:
+            state["proc"].kill()
+            state["proc"].wait()
+
+
+def test_a_lasting_s3_outage_fails_the_run_after_the_retries(source_database, moto_process, settings):
+    from backups import tasks
+
+    proc, endpoint, client = moto_process
+    proc.kill()
+    proc.wait()
+    storage = Storage.objects.create(name="r2", kind="s3", endpoint_url=endpoint, bucket="offsite", region="us-east-1",
+                                     path_style=True, access_key_id="k", secret_access_key="s")
+    source_database.offsite_storages.add(storage)
+    settings.RETRY_BACKOFF = 0
+    run = create_backup_run(source_database)
+    tasks.backup.apply(args=[run.pk])
+    run.refresh_from_db()
+    assert run.status == Status.FAILED and "unreachable" in run.error
+    assert len(run.details["attempts"]) == 3
+    assert not Artifact.objects.filter(run=run).exists()
