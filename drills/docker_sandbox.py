@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from backups.pgtools import ConnInfo, ConnectionProblem, connect
-from drills.sandbox import SandboxError
+from drills.sandbox import SandboxError, owner_alive
 
 LABEL = "restorable.sandbox"
 
@@ -106,18 +106,9 @@ def reap_containers(now: float | None = None) -> int:
         owner = container.labels.get("restorable.owner", "")
         owner_host, _, pid = owner.partition(":")
         expired = float(container.labels.get("restorable.expires", 0)) < now
-        dead = owner_host == host and pid.isdigit() and not _alive(int(pid))
+        dead = owner_host == host and pid.isdigit() and not owner_alive(int(pid))
         if expired or dead:
             container.remove(force=True)
             removed += 1
     return removed
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -230,7 +230,7 @@ def backend():
     return LocalSandboxes()
 
 
-def _owner_alive(pid: int) -> bool:
+def owner_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -255,7 +255,7 @@ def reap_sandboxes(now: float | None = None) -> int:
             info = {}
         expired = info.get("expires", 0) < now
         owner = info.get("owner_pid", -1)
-        if not expired and (owner is None or _owner_alive(owner)):
+        if not expired and (owner is None or owner_alive(owner)):
             continue  # kept (owner None) until it expires, or its owner still runs
         major = info.get("major")
         sandbox = Sandbox(major=major, directory=label.parent, port=0)
