@@ -81,3 +81,43 @@ def test_sigkill_mid_upload_fails_the_run_and_leaves_nothing(worker_env, source_
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait(timeout=30)
+
+
+def test_sigkill_during_a_drill_fails_it_and_its_sandbox_is_reaped(worker_env, source_database, tmp_path, settings):
+    from backups.services import create_backup_run
+    from backups.tasks import execute_backup
+    from drills.models import Drill
+    from drills.sandbox import reap_sandboxes, sandbox_root
+    from drills.tasks import drill
+
+    psql(source_database.dbname, "CREATE TABLE big AS SELECT i, md5(i::text) AS t FROM generate_series(1, 3000000) i")
+    run = create_backup_run(source_database)
+    execute_backup(run, inline=True)
+    run.refresh_from_db()
+    assert run.verified == "passed"
+    log = open(tmp_path / "worker.log", "wb")
+    worker = start_worker({**worker_env, "RESTORABLE_HEARTBEAT_SECONDS": "1"}, log)
+    try:
+        job = Drill.objects.create(database=source_database)
+        drill.apply_async(args=[job.pk], queue=VICTIM_QUEUE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            job.refresh_from_db()
+            if job.phase == "restore" and list(sandbox_root().iterdir()):
+                break
+            time.sleep(0.05)
+        assert job.phase == "restore", (tmp_path / "worker.log").read_text()[-2000:]
+        os.killpg(worker.pid, signal.SIGKILL)  # mid pg_restore
+        worker.wait()
+        settings.HEARTBEAT_GRACE = 3
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not reap_dead_jobs():
+            time.sleep(0.5)
+        job.refresh_from_db()
+        assert job.status == Status.FAILED and "stopped responding" in job.error
+        assert reap_sandboxes() >= 1
+        assert list(sandbox_root().iterdir()) == []
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
