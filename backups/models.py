@@ -241,6 +241,10 @@ class PitrSetup(models.Model):
     retention_full = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
     full_cron = models.CharField(max_length=100, default="30 2 * * 0", help_text="Weekly full base backup.")
     diff_cron = models.CharField(max_length=100, default="30 2 * * 1-6", help_text="Daily differential.")
+    heartbeat_seconds = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(5)],
+        help_text="Opt-in: write a one-row restorable_heartbeat table this often, so PITR drills measure the RPO "
+                  "exactly (needs write access to the database).")
     enabled = models.DateTimeField(null=True, blank=True)
     info = models.JSONField(default=dict, blank=True, help_text="pgbackrest info --output=json, last synced.")
     archiver = models.JSONField(default=dict, blank=True, help_text="pg_stat_archiver, last read.")

@@ -201,7 +201,9 @@ class PgBackRest:
     def earliest_consistent_time(self) -> datetime | None:
         """A restore can reach no earlier than the end of the oldest backup."""
         stops = [b["timestamp"]["stop"] for b in self.backups() if b.get("timestamp", {}).get("stop")]
-        return datetime.fromtimestamp(min(stops), tz=dt_timezone.utc) if stops else None
+        # pgBackRest keeps whole seconds and wants a backup that stopped before
+        # the target: the first reachable instant is the next second.
+        return datetime.fromtimestamp(min(stops) + 1, tz=dt_timezone.utc) if stops else None
 
     def restore(self, target_dir: Path, target_time: datetime | None) -> None:
         """Restore into TARGET_DIR (empty); recovery stops at target_time and promotes."""

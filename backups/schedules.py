@@ -98,6 +98,19 @@ def sync_pitr_schedules(setup) -> None:
         )
 
 
+def sync_pitr_heartbeat(setup) -> None:
+    from django_celery_beat.models import IntervalSchedule
+
+    name = schedule_name(setup.database, "pitr heartbeat")
+    if not setup.heartbeat_seconds or setup.enabled is None:
+        PeriodicTask.objects.filter(name=name).delete()
+        return
+    interval, _ = IntervalSchedule.objects.get_or_create(every=setup.heartbeat_seconds, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.update_or_create(
+        name=name, defaults={"task": "backups.tasks.write_pitr_heartbeat", "interval": interval, "crontab": None,
+                             "args": json.dumps([setup.database_id]), "enabled": True})
+
+
 def remove_database_schedules(database: Database) -> None:
-    names = [schedule_name(database, k) for k in [*SCHEDULES, *PITR_SCHEDULES]]
+    names = [schedule_name(database, k) for k in [*SCHEDULES, *PITR_SCHEDULES, "pitr heartbeat"]]
     PeriodicTask.objects.filter(name__in=names).delete()

@@ -35,6 +35,7 @@ def database_deleted(sender, instance, **kwargs):
 @receiver(post_save, sender=PitrSetup)
 def pitr_saved(sender, instance, raw=False, **kwargs):
     if not raw:
-        from backups.schedules import sync_pitr_schedules
+        from backups.schedules import sync_pitr_heartbeat, sync_pitr_schedules
 
         sync_pitr_schedules(instance)
+        sync_pitr_heartbeat(instance)

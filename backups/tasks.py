@@ -173,3 +173,25 @@ def pgbackrest_verify(database_id: int) -> None:
         event("verification_failed", f"pgbackrest verify failed: {exc}", database=setup.database.name)
     info = {**setup.info, "verify": {"ok": ok, "output": output[-2000:], "at": timezone.now().isoformat()}}
     PitrSetup.objects.filter(pk=setup.pk).update(info=info)
+
+
+@shared_task(ignore_result=True)
+def write_pitr_heartbeat(database_id: int) -> None:
+    """Opt-in: upsert the time into restorable_heartbeat, so a PITR drill can tell
+    exactly how far the recovered state is behind (and recovery always finds a
+    commit after its target)."""
+    from backups.models import PitrSetup
+    from backups.pgtools import ConnInfo, PgError, connect
+
+    setup = PitrSetup.objects.filter(database_id=database_id, heartbeat_seconds__isnull=False).first()
+    if setup is None:
+        return
+    try:
+        with connect(ConnInfo.of(setup.database), autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS restorable_heartbeat (id int PRIMARY KEY, at timestamptz NOT NULL)")
+            conn.execute("INSERT INTO restorable_heartbeat VALUES (1, clock_timestamp()) "
+                         "ON CONFLICT (id) DO UPDATE SET at = excluded.at")
+    except PgError as exc:
+        import logging
+
+        logging.getLogger("restorable.pitr").warning("PITR heartbeat of %s failed: %s", setup.database, exc)

@@ -175,10 +175,15 @@ def run_pitr_drill(drill: Drill) -> dict:
         drill.beat(phase="checks", restore_seconds=round(restored - started, 3))
         smoke = run_smoke(sandbox.conninfo(drill.database.dbname), drill.database.smoke_sql) \
             if drill.database.smoke_sql.strip() else []
+        heartbeat = restored_heartbeat(sandbox.conninfo(drill.database.dbname))
     finally:
         remove_sandbox(sandbox)
     rto = time.monotonic() - started
-    rpo = (target - recovered_to).total_seconds() if recovered_to else None
+    # With the heartbeat table the RPO is exact to its interval; otherwise the
+    # last replayed commit says how far behind the recovered state is.
+    last_known = heartbeat or recovered_to
+    rpo = (target - last_known).total_seconds() if last_known else None
+    drill.details["rpo_from"] = "heartbeat table" if heartbeat else "last replayed commit"
     fields = {"phase": "done", "rto_seconds": round(rto, 3), "rpo_seconds": rpo, "recovered_to": recovered_to,
               "checks_seconds": round(time.monotonic() - restored, 3), "smoke_results": smoke,
               "within_budget": rto <= drill.database.rto_budget_seconds}
@@ -189,3 +194,12 @@ def run_pitr_drill(drill: Drill) -> dict:
         raise DrillFailed("Smoke SQL failed on the recovered state: " +
                           "; ".join(f"{s['query']!r}: {s.get('error') or s['value']}" for s in failed))
     return fields
+
+
+def restored_heartbeat(target):
+    """The restorable_heartbeat time in a restored database, when the table is there."""
+    with connect(target) as conn:
+        if conn.execute("SELECT to_regclass('public.restorable_heartbeat')").fetchone()[0] is None:
+            return None
+        row = conn.execute("SELECT at FROM public.restorable_heartbeat WHERE id = 1").fetchone()
+    return row[0] if row else None

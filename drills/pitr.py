@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from backups.models import PitrSetup
 from backups.pgtools import PgError, connect
-from backups.pitr import PgBackRest, PitrError, chown_to_owner
+from backups.pitr import PgBackRest, PitrError, _allow_traverse, chown_to_owner
 from drills.sandbox import LABEL, LocalSandboxes, Sandbox, bin_dir, sandbox_root
 
 
@@ -104,3 +104,45 @@ def replayed_until(sandbox: Sandbox) -> datetime | None:
 def remove_sandbox(sandbox: Sandbox) -> None:
     sandbox.remove()
     shutil.rmtree(sandbox.directory, ignore_errors=True)
+
+
+def restore_to_directory(setup: PitrSetup, target: datetime | None, path: Path) -> datetime | None:
+    """Restore into a new data directory on this host: recovered, promoted at the
+    target, archive_mode off, then stopped, for the operator to start where it
+    belongs. Returns the last replayed commit's time."""
+    engine = PgBackRest(setup)
+    check_target(engine, target)
+    path = Path(path)
+    if path.exists() and any(path.iterdir()):
+        raise PitrError(f"{path} is not empty: a restore never writes over existing files.")
+    major = setup.database.server_major
+    binaries = bin_dir(major)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    chown_to_owner(path)
+    _allow_traverse(path.parent)  # the cluster's OS user must reach it
+    work = Path(tempfile.mkdtemp(prefix=f"pitr-dir{major}-", dir=sandbox_root()))
+    os.chmod(work, 0o755)
+    (work / "socket").mkdir(mode=0o755)
+    chown_to_owner(work)  # pg_ctl writes its log there as the cluster's owner
+    chown_to_owner(work / "socket")
+    sandbox = Sandbox(major=major, directory=work, port=0, data_path=path)  # runs from its final place
+    try:
+        engine.restore(path, target)
+        # The bulk-load settings and the sandbox's port and trust rules are for
+        # this check only: put the restored configuration back afterwards.
+        auto_conf = (path / "postgresql.auto.conf").read_text()
+        missing = [name for name in ("postgresql.conf", "pg_hba.conf") if not (path / name).exists()]
+        start_restored(sandbox, target)
+        recovered_to = replayed_until(sandbox)
+        sandbox.run_as_owner([str(binaries / "pg_ctl"), "-D", str(path), "-m", "fast", "-w", "stop"], timeout=120)
+        (path / "postgresql.auto.conf").write_text(auto_conf)
+        chown_to_owner(path / "postgresql.auto.conf")
+        for name in missing:
+            (path / name).unlink(missing_ok=True)
+    except BaseException:
+        sandbox.run_as_owner([str(binaries / "pg_ctl"), "-D", str(path), "-m", "immediate", "-w", "stop"],
+                             timeout=120)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return recovered_to

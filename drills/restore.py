@@ -108,6 +108,17 @@ def run_pitr_restore(restore: Restore) -> dict:
         raise RestoreFailed(f"PITR is not enabled for {restore.database}.")
     started = _time.monotonic()
     restore.beat(phase="pgbackrest restore")
+    if restore.details.get("datadir"):
+        from pathlib import Path
+
+        from drills.pitr import restore_to_directory
+
+        recovered_to = restore_to_directory(setup, restore.pitr_target, Path(restore.details["datadir"]))
+        AuditEvent.record("restore.finished", f"PITR restore #{restore.pk} of {restore.database} into "
+                          f"{restore.details['datadir']} finished", obj=restore, user=restore.requested_by,
+                          result="succeeded", recovered_to=recovered_to.isoformat() if recovered_to else None)
+        return {"phase": "done", "recovered_to": recovered_to,
+                "details": {**restore.details, "rto_seconds": round(_time.monotonic() - started, 3)}}
     sandbox, recovered_to = restore_to_sandbox(setup, restore.pitr_target, restore.keep_hours * 3600, keep=True)
     AuditEvent.record("restore.finished", f"PITR restore #{restore.pk} of {restore.database} finished", obj=restore,
                       user=restore.requested_by, result="succeeded",

@@ -111,10 +111,11 @@ class Sandbox:
     user: str = "postgres"
     host: str = "127.0.0.1"
     settings: dict = field(default_factory=dict)
+    data_path: Path | None = None  # a data directory kept outside the sandbox (a PITR restore to a path)
 
     @property
     def datadir(self) -> Path:
-        return self.directory / "data"
+        return self.data_path or self.directory / "data"
 
     @property
     def bin(self) -> Path:

@@ -62,7 +62,7 @@ def test_restore_to_a_point_in_time_brings_back_exactly_the_rows_before_it(archi
     assert job.label and job.wal_start and job.backup_stop
     sql(cluster, "CREATE TABLE events (id serial, at timestamptz DEFAULT clock_timestamp())")
     sql(cluster, "INSERT INTO events SELECT FROM generate_series(1, 100)")
-    time.sleep(1.2)
+    time.sleep(2)
     target = sql(cluster, "SELECT clock_timestamp()")
     time.sleep(1.2)
     sql(cluster, "INSERT INTO events SELECT FROM generate_series(1, 50)")
@@ -199,6 +199,7 @@ def test_a_pitr_drill_records_rto_and_measured_rpo(archiving_cluster, capsys):
 
     database, cluster, setup = archiving_cluster
     call_command("base_backup", "app", "--inline")
+    time.sleep(2)  # the drill's target (the last archived WAL) must come after the backup ended
     sql(cluster, "CREATE TABLE orders AS SELECT generate_series(1, 30) AS id")
     PgBackRest(setup).check()
     sql(cluster, "INSERT INTO orders VALUES (31)")  # a commit after the target, so recovery can stop there
@@ -213,3 +214,74 @@ def test_a_pitr_drill_records_rto_and_measured_rpo(archiving_cluster, capsys):
     assert result["rpo_seconds"] is not None and 0 <= result["rpo_seconds"] < 120
     assert result["smoke"][0]["ok"]
     assert PeriodicTask.objects.get(name="app: pitr drill").queue == "drills"
+
+
+def test_the_heartbeat_table_makes_the_pitr_drill_rpo_exact(archiving_cluster):
+    from django_celery_beat.models import PeriodicTask
+
+    from backups.tasks import write_pitr_heartbeat
+    from drills.models import Drill
+    from drills.tasks import execute_drill
+
+    database, cluster, setup = archiving_cluster
+    setup.heartbeat_seconds = 10
+    setup.save()
+    assert PeriodicTask.objects.get(name="app: pitr heartbeat").interval.every == 10
+    execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    time.sleep(2)
+    write_pitr_heartbeat(database.pk)
+    beat_at = sql(cluster, "SELECT at FROM restorable_heartbeat")
+    time.sleep(1.2)
+    target = sql(cluster, "SELECT clock_timestamp()")
+    write_pitr_heartbeat(database.pk)  # the commit after the target
+    PgBackRest(setup).check()
+    drill = execute_drill(Drill.objects.create(database=database, pitr_target=target, details={"pitr": True}))
+    assert drill.status == Status.SUCCEEDED, drill.error
+    assert drill.details["rpo_from"] == "heartbeat table"
+    assert drill.rpo_seconds == pytest.approx((target - beat_at).total_seconds(), abs=0.01)
+
+
+def test_pitr_restore_into_a_new_data_directory(archiving_cluster, tmp_path, capsys):
+    import json
+
+    from django.core.management import call_command
+
+    from drills.sandbox import Sandbox
+
+    database, cluster, setup = archiving_cluster
+    call_command("base_backup", "app", "--inline")
+    time.sleep(2)
+    sql(cluster, "CREATE TABLE kept AS SELECT generate_series(1, 12) AS i")
+    time.sleep(1.1)
+    target = sql(cluster, "SELECT clock_timestamp()")
+    sql(cluster, "INSERT INTO kept VALUES (13)")
+    PgBackRest(setup).check()
+    import shutil
+    import uuid
+
+    from django.conf import settings as django_settings
+
+    datadir = Path(django_settings.DATA_DIR) / f"restored-{uuid.uuid4().hex[:8]}" / "data"
+    capsys.readouterr()
+    call_command("pitr", "app", "--target-time", target.isoformat(), "--to-datadir", str(datadir), "--inline", "--json")
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "succeeded", result["error"]
+    assert result["datadir"] == str(datadir) and result["recovered_to"]
+    assert not (datadir / "postmaster.pid").exists()  # left stopped, for the operator
+    auto_conf = (datadir / "postgresql.auto.conf").read_text()
+    assert "pitr-dir" not in auto_conf and "archive_mode = 'off'" in auto_conf  # no trace of the check run
+    with pytest.raises(Exception, match="not empty"):
+        from drills.pitr import restore_to_directory
+
+        restore_to_directory(setup, target, datadir)
+    check = Sandbox(major=15, directory=datadir.parent, port=0, data_path=datadir)
+    (datadir.parent / "socket").mkdir()
+    shutil.chown(datadir.parent, "postgres")
+    shutil.chown(datadir.parent / "socket", "postgres")
+    try:
+        LocalSandboxes()._start(check, __import__("drills.sandbox", fromlist=["bin_dir"]).bin_dir(15), {},
+                                keep_existing=True)
+        assert sql(check, "SELECT count(*) FROM kept") == 12
+    finally:
+        check.stop()
+        shutil.rmtree(datadir.parent, ignore_errors=True)

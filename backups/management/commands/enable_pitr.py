@@ -19,9 +19,12 @@ class Command(TextArgsMixin, BaseCommand):
         parser.add_argument("--offsite", help="S3-compatible storage for repository 2")
         parser.add_argument("--passphrase-env", metavar="VAR", help="env variable with a repository encryption passphrase")
         parser.add_argument("--no-verify-tls", action="store_true", help="do not verify the S3 endpoint's certificate")
+        parser.add_argument("--heartbeat-seconds", type=int, metavar="N",
+                            help="opt-in: write a restorable_heartbeat row every N s (>= 5) for exact PITR RPO")
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args, name, repo_path, offsite, passphrase_env, no_verify_tls, json: bool, **options):
+    def handle(self, *args, name, repo_path, offsite, passphrase_env, no_verify_tls, json: bool, heartbeat_seconds,
+               **options):
         import os
 
         database = Database.objects.filter(name=name).first()
@@ -35,7 +38,14 @@ class Command(TextArgsMixin, BaseCommand):
         passphrase = os.environ.get(passphrase_env, "") if passphrase_env else ""
         setup = setup_for(database, repo_path=repo_path, offsite=storage, passphrase=passphrase,
                           verify_tls=not no_verify_tls)
+        if heartbeat_seconds is not None:
+            if heartbeat_seconds < 5:
+                raise CommandError("--heartbeat-seconds must be at least 5.")
+            setup.heartbeat_seconds = heartbeat_seconds
+            setup.save(update_fields=["heartbeat_seconds"])
         report = enable(setup)
+        setup.refresh_from_db()
+        setup.save()  # schedules (and the heartbeat) follow the enabled state
         if json:
             self.stdout.write(_dumps({"ok": report.ok, "steps": [s.__dict__ for s in report.steps],
                                       "postgresql_conf": report.postgresql_conf}))

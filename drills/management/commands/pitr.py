@@ -20,6 +20,8 @@ class Command(TextArgsMixin, BaseCommand):
         parser.add_argument("name")
         parser.add_argument("--target-time", required=True, help="ISO 8601 with a time zone, or 'latest'")
         parser.add_argument("--to-sandbox", action="store_true", default=True)
+        parser.add_argument("--to-datadir", metavar="PATH",
+                            help="restore into this new, empty data directory on this host instead (left stopped)")
         parser.add_argument("--hours", type=int, default=4)
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--inline", action="store_true")
@@ -42,6 +44,10 @@ class Command(TextArgsMixin, BaseCommand):
             raise CommandError("--hours must be between 1 and 336.")
         kwargs = {"database": database, "pitr": True, "pitr_target": target, "keep_hours": hours,
                   "target": Restore.Target.SANDBOX, "trigger": Trigger.API}
+        if options.get("to_datadir"):
+            if not options["to_datadir"].startswith("/"):
+                raise CommandError("--to-datadir must be an absolute path.")
+            kwargs["details"] = {"datadir": options["to_datadir"]}
         if inline:
             job = execute_restore(Restore.objects.create(**kwargs))
         else:
@@ -52,6 +58,7 @@ class Command(TextArgsMixin, BaseCommand):
                 job = follow(job)
         data = {"id": job.pk, "status": job.status, "error": job.error, "target_time": iso(job.pitr_target) or "latest",
                 "recovered_to": iso(job.recovered_to), "rto_seconds": job.details.get("rto_seconds"),
+                "datadir": job.details.get("datadir"),
                 "connection": job.connection, "expires": iso(job.expires)}
         self.stdout.write(json.dumps(data, indent=2, default=str) if options["json"] else
                           f"PITR restore #{job.pk}: {job.status}, recovered to {data['recovered_to']} {job.error}")
