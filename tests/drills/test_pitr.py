@@ -285,3 +285,13 @@ def test_pitr_restore_into_a_new_data_directory(archiving_cluster, tmp_path, cap
     finally:
         check.stop()
         shutil.rmtree(datadir.parent, ignore_errors=True)
+
+
+def test_weekly_pgbackrest_verify_records_its_result(archiving_cluster):
+    from backups.tasks import pgbackrest_verify
+
+    database, cluster, setup = archiving_cluster
+    execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    pgbackrest_verify(database.pk)
+    result = PitrSetup.objects.get(pk=setup.pk).info["verify"]
+    assert result["ok"] is True and result["at"]
