@@ -437,14 +437,11 @@ def remove_partial(storage, database_name: str, stamp: str) -> int:
     removed = 0
     try:
         if isinstance(backend, LocalBackend):
-            root = backend._path(directory.rstrip("/"))
-            if root.is_dir():
-                for path in sorted(root.rglob("*")):
-                    if path.is_file():
-                        path.unlink()
-                        removed += 1
-                backend.delete(directory.rstrip("/") + "/.none")  # tidies the empty directories
-            return removed
+            run_dir = backend._path(directory.rstrip("/"))
+            files = sorted(p for p in run_dir.rglob("*") if p.is_file()) if run_dir.is_dir() else []
+            for path in files:  # delete() also tidies the directories it empties
+                backend.delete(path.relative_to(backend.root.resolve()).as_posix())
+            return len(files)
         for obj in backend.list(directory.removeprefix(storage.prefix.rstrip("/") + "/") if storage.prefix else directory):
             backend.delete(obj.key)
             removed += 1
