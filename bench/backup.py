@@ -114,25 +114,31 @@ def raw_dump() -> dict:
 
 
 # The worker is a long-running process: time the backup inside it, not the
-# interpreter and Django start-up of this one-off process.
+# interpreter and Django start-up of this one-off process. It does what the
+# dumps worker's task does: the backup, then the verification handed to the
+# drills queue (a broker message; bench/verify.py measures the verification).
 WORKER = """
-import io, json, os, resource, time
+import json, os, resource, time
 import django
 django.setup()
-from django.core.management import call_command
-out = io.StringIO()
+from backups.management.commands.backup import run_as_dict
+from backups.models import Database
+from backups.services import create_backup_run
+from backups.tasks import execute_backup
+from controlpanel.models import Trigger
+import backups.pipeline  # loaded once per worker process, not per backup
+run = create_backup_run(Database.objects.get(name=os.environ.get("BENCH_TARGET", "bench")), Trigger.API)
 t0, c0 = time.perf_counter(), os.times()
-try:
-    call_command("backup", os.environ.get("BENCH_TARGET", "bench"), "--inline", "--json", stdout=out)
-except SystemExit:
-    pass
+execute_backup(run)
 wall, c1 = time.perf_counter() - t0, os.times()
-run = json.loads(out.getvalue())
-run["wall"] = wall
-run["cpu"] = (c1.user + c1.system - c0.user - c0.system) + (c1.children_user + c1.children_system
-              - c0.children_user - c0.children_system)
-run["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps(run))
+run.refresh_from_db()
+result = run_as_dict(run)
+result["wall"] = wall
+result["cpu"] = (c1.user + c1.system - c0.user - c0.system) + (c1.children_user + c1.children_system
+                 - c0.children_user - c0.children_system)
+result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+result["verification_queued"] = run.verifications.exists()
+print(json.dumps(result, default=str))
 """
 
 
@@ -145,6 +151,8 @@ def restorable(env: dict) -> dict:
     if run["status"] != "succeeded":
         raise RuntimeError(f"backup failed: {run['error']}")
     dump = next(a for a in run["artifacts"] if a["name"].startswith("full.dump"))
+    if not run["verification_queued"]:
+        raise RuntimeError("the backup did not hand its verification to the drills queue")
     return {"wall": run["wall"], "cpu": run["cpu"], "size": dump["size"], "peak_rss_mb": run["peak_rss_mb"],
             "compression": run["compression"]}
 
