@@ -38,3 +38,21 @@ def start_backup(database: Database, trigger: str = Trigger.MANUAL, request=None
 
     transaction.on_commit(enqueue)
     return run
+
+
+def start_base_backup(database: Database, kind: str = "full", trigger: str = Trigger.MANUAL, request=None):
+    """A queued base backup, sent to the database host's agent queue after commit."""
+    from backups.models import BaseBackup
+    from backups.tasks import base_backup
+
+    job = BaseBackup.objects.create(database=database, kind=kind, trigger=trigger)
+    if request is not None:
+        AuditEvent.record("base_backup.start", f"{job.get_kind_display()} base backup of {database} started",
+                          obj=job, request=request)
+
+    def enqueue():
+        result = base_backup.apply_async(args=[job.pk], queue=database.agent_queue or None)
+        BaseBackup.objects.filter(pk=job.pk).update(celery_task_id=result.id)
+
+    transaction.on_commit(enqueue)
+    return job

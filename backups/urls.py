@@ -11,6 +11,8 @@ urlpatterns = [
     path("databases/<str:name>/", views.database_detail, name="database-detail"),
     path("databases/<str:name>/edit/", views.database_edit, name="database-edit"),
     path("databases/<str:name>/backup/", views.database_backup, name="database-backup"),
+    path("databases/<str:name>/pitr/", views.database_pitr, name="database-pitr"),
+    path("databases/<str:name>/pitr/base-backup/", views.database_base_backup, name="database-base-backup"),
     path("databases/<str:name>/schema-diff/", views.schema_diff, name="schema-diff"),
     path("runs/<int:pk>/", views.run_detail, name="run-detail"),
 ]

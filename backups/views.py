@@ -7,13 +7,14 @@ from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from backups.forms import DatabaseForm, StorageForm
 from backups.models import BackupRun, Database, Storage
 from backups.services import AlreadyRunning, start_backup
 from backups.storage import StorageError, backend_for
-from controlpanel.models import AuditEvent, Status
+from controlpanel.models import ACTIVE_STATES, AuditEvent, Status
 
 
 def toast(response: HttpResponse, message: str, level: str = "info") -> HttpResponse:
@@ -106,6 +107,7 @@ def database_detail(request, name):
                             for r in recent if r["started"] and r["finished"]],
         "rto_points": [(d["created"].strftime("%m-%d"), d["rto_seconds"]) for d in drills],
         "recent_runs": recent[::-1][:10],
+        **pitr_context(database),
     }
     return render(request, "backups/database_detail.html", context)
 
@@ -155,9 +157,51 @@ def database_backup(request, name):
     return redirect("run-detail", pk=run.pk)
 
 
-def run_url(run) -> str:
-    from django.urls import reverse
+def pitr_context(database: Database) -> dict:
+    """The PITR card: archiving state, recovery window and recent base backups (cached state only)."""
+    from backups.models import PitrSetup
+    from backups.wal import recovery_window
 
+    setup = PitrSetup.objects.filter(database=database).first()
+    if setup is None:
+        return {"pitr": None}
+    base_backups = list(database.base_backups.order_by("-created")[:5])
+    return {
+        "pitr": setup, "window": recovery_window(setup), "base_backups": base_backups,
+        "pitr_active": any(job.is_active for job in base_backups),
+    }
+
+
+def database_pitr(request, name):
+    """The PITR card alone, polled while a base backup runs."""
+    database = get_object_or_404(Database, name=name)
+    context = {"database": database, **pitr_context(database)}
+    response = render(request, "backups/partials/pitr_card.html", context)
+    if request.htmx and not context.get("pitr_active"):
+        response.status_code = 286  # htmx stops polling
+    return response
+
+
+@require_POST
+@permission_required("backups.run_base_backup", raise_exception=True)
+def database_base_backup(request, name):
+    from backups.models import BaseBackup
+    from backups.services import start_base_backup
+
+    database = get_object_or_404(Database, name=name, pitr__enabled__isnull=False)
+    kind = request.POST.get("kind", BaseBackup.Kind.FULL)
+    if kind not in BaseBackup.Kind.values:
+        kind = BaseBackup.Kind.FULL
+    active = database.base_backups.filter(status__in=ACTIVE_STATES).first()
+    if active is not None:
+        messages.error(request, f"A base backup of {database} is already {active.status} (#{active.pk}).")
+    else:
+        job = start_base_backup(database, kind=kind, request=request)
+        messages.success(request, f"{job.get_kind_display()} base backup #{job.pk} of {database} queued.")
+    return redirect(reverse("database-detail", args=[database.name]) + "#pitr")
+
+
+def run_url(run) -> str:
     return reverse("run-detail", args=[run.pk])
 
 

@@ -1,6 +1,7 @@
 """Enabling PITR, base backups and WAL health, on top of backups.pitr."""
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone as dt_timezone
 
 from django.conf import settings
 from django.utils import timezone
@@ -148,3 +149,31 @@ def wal_health(setup: PitrSetup, now=None) -> WalHealth:
                                           f"{budget} s RPO budget.", archiver.as_dict())
     return WalHealth(True, exposure, f"Last segment {archiver.last_archived_wal} archived {exposure:.0f} s ago.",
                      archiver.as_dict())
+
+
+@dataclass
+class RecoveryWindow:
+    """What a point-in-time restore can reach, from the last synced state:
+    the end of the oldest base backup to the last archived WAL segment."""
+
+    earliest: datetime | None
+    latest: datetime | None
+
+    @property
+    def usable(self) -> bool:
+        return self.earliest is not None
+
+
+def recovery_window(setup: PitrSetup) -> RecoveryWindow:
+    """From the cached `pgbackrest info` and pg_stat_archiver: no process, no connection."""
+    from django.utils.dateparse import parse_datetime
+
+    stops = [b["timestamp"]["stop"] for b in (setup.info or {}).get("backup", [])
+             if b.get("timestamp", {}).get("stop")]
+    # Same rule as PgBackRest.earliest_consistent_time: whole seconds, the next one.
+    earliest = datetime.fromtimestamp(min(stops) + 1, tz=dt_timezone.utc) if stops else None
+    archived = (setup.archiver or {}).get("last_archived_time")
+    latest = parse_datetime(archived) if archived else None
+    if earliest and latest and latest < earliest:
+        latest = earliest
+    return RecoveryWindow(earliest, latest)

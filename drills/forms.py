@@ -1,7 +1,9 @@
 import re
+import zoneinfo
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from backups.models import Database
 from controlpanel.forms import StorableTextMixin
@@ -48,4 +50,59 @@ class RestoreForm(StorableTextMixin, forms.Form):
             name = cleaned.get("target_dbname") or ""
             if not NAME.match(name):
                 self.add_error("target_dbname", "Give the new database a name (letters, digits, _).")
+        return cleaned
+
+
+class PitrRestoreForm(StorableTextMixin, forms.Form):
+    """A point-in-time restore into a sandbox: a moment inside the recovery window, or the latest."""
+
+    latest = forms.BooleanField(required=False, initial=True, label="The latest archived point")
+    target_time = forms.DateTimeField(
+        required=False, label="Or this moment",
+        input_formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S"),
+    )
+    keep_hours = forms.IntegerField(min_value=1, max_value=336, initial=4, label="Keep the sandbox for (hours)")
+    confirm_source = forms.CharField(max_length=63, label="Type the name of the database being restored to confirm")
+
+    def __init__(self, *args, database, window, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.database, self.window = database, window
+        self.zone = zoneinfo.ZoneInfo(database.timezone)
+        self.fields["target_time"].help_text = f"In {database.timezone}, to the second."
+        self.fields["confirm_source"].help_text = f"Type {database.name} to confirm this restore."
+
+    def clean_confirm_source(self):
+        value = self.cleaned_data["confirm_source"]
+        if value != self.database.name:
+            raise ValidationError(f"Type {self.database.name} exactly to confirm.")
+        return value
+
+    def clean_target_time(self):
+        value = self.cleaned_data.get("target_time")
+        if value is None:
+            return None
+        # The browser sends wall-clock time, which Django read in the panel's
+        # time zone; it means the database's.
+        wall_clock = timezone.make_naive(value) if timezone.is_aware(value) else value
+        return timezone.make_aware(wall_clock, self.zone)
+
+    def clean(self):
+        cleaned = super().clean()
+        target = cleaned.get("target_time")
+        if "target_time" in self.errors:
+            return cleaned
+        if target is None and not cleaned.get("latest"):
+            self.add_error("target_time", "Choose a moment, or the latest archived point.")
+        elif target is not None:
+            cleaned["latest"] = False
+            fmt = "%Y-%m-%d %H:%M:%S %Z"
+            if target > timezone.now():
+                self.add_error("target_time", "That moment is in the future: nothing has been archived for it yet.")
+            elif self.window.earliest and target < self.window.earliest:
+                self.add_error("target_time", "That moment is before the end of the oldest base backup "
+                                              f"({self.window.earliest.astimezone(self.zone):{fmt}}).")
+        if not self.window.usable:
+            raise ValidationError("The repository holds no base backup yet: take one before restoring to a point "
+                                  "in time.")
         return cleaned

@@ -64,3 +64,30 @@ def start_restore(run: BackupRun, **kwargs):
     job = create_restore(run, **kwargs)
     transaction.on_commit(lambda: Restore.objects.filter(pk=job.pk).update(celery_task_id=restore.delay(job.pk).id))
     return job
+
+
+def create_pitr_restore(database, target_time, *, keep_hours: int = 4, user=None, datadir: str = "",
+                        trigger=Trigger.MANUAL, request=None):
+    """A queued, audited point-in-time restore (target_time None: the latest archived point)."""
+    from controlpanel.models import AuditEvent
+    from drills.models import Restore
+
+    job = Restore.objects.create(
+        database=database, pitr=True, pitr_target=target_time, keep_hours=keep_hours, requested_by=user,
+        target=Restore.Target.SANDBOX, trigger=trigger, details={"datadir": datadir} if datadir else {},
+    )
+    point = f"{target_time:%Y-%m-%d %H:%M:%S %Z}" if target_time else "the latest archived point"
+    where = f"data directory {datadir}" if datadir else f"a sandbox for {keep_hours} h"
+    AuditEvent.record("restore.start", f"Point-in-time restore of {database} to {point} into {where}", obj=job,
+                      user=user, request=request, pitr=True,
+                      target_time=target_time.isoformat() if target_time else "latest")
+    return job
+
+
+def start_pitr_restore(database, target_time, **kwargs):
+    from drills.models import Restore
+    from drills.tasks import restore
+
+    job = create_pitr_restore(database, target_time, **kwargs)
+    transaction.on_commit(lambda: Restore.objects.filter(pk=job.pk).update(celery_task_id=restore.delay(job.pk).id))
+    return job

@@ -94,3 +94,29 @@ def restore_detail(request, pk):
             response.status_code = 286
         return response
     return render(request, "drills/restore_detail.html", context)
+
+
+@permission_required("drills.run_restore", raise_exception=True)
+def database_pitr_restore(request, name):
+    from backups.wal import recovery_window
+    from drills.forms import PitrRestoreForm
+    from drills.services import start_pitr_restore
+
+    database = get_object_or_404(Database.objects.select_related("pitr"), name=name, pitr__enabled__isnull=False)
+    window = recovery_window(database.pitr)
+    form = PitrRestoreForm(request.POST or None, database=database, window=window)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        restore = start_pitr_restore(database, None if data["latest"] else data["target_time"],
+                                     keep_hours=data["keep_hours"], user=request.user, request=request)
+        return redirect("restore-detail", pk=restore.pk)
+    return render(request, "drills/pitr_restore_form.html",
+                  {"form": form, "database": database, "setup": database.pitr, "window": window})
+
+
+@require_POST
+@permission_required("drills.run_drill", raise_exception=True)
+def database_pitr_drill(request, name):
+    database = get_object_or_404(Database.objects.select_related("pitr"), name=name, pitr__enabled__isnull=False)
+    drill = start_drill(database, request=request, details={"pitr": True})
+    return redirect("drill-detail", pk=drill.pk)

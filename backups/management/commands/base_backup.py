@@ -23,7 +23,8 @@ class Command(TextArgsMixin, BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, name, type, inline, wait, json: bool, **options):
-        from backups.tasks import base_backup, execute_base_backup
+        from backups.services import start_base_backup
+        from backups.tasks import execute_base_backup
 
         database = Database.objects.filter(name=name).first()
         if database is None:
@@ -32,9 +33,7 @@ class Command(TextArgsMixin, BaseCommand):
             job = execute_base_backup(BaseBackup.objects.create(database=database, kind=type, trigger=Trigger.API))
         else:
             with transaction.atomic():
-                job = BaseBackup.objects.create(database=database, kind=type, trigger=Trigger.API)
-                queue = database.agent_queue or None
-                transaction.on_commit(lambda: base_backup.apply_async(args=[job.pk], queue=queue))
+                job = start_base_backup(database, kind=type, trigger=Trigger.API)
             if wait:
                 job = follow(job)
         data = {"id": job.pk, "status": job.status, "error": job.error, "type": job.kind, "label": job.label,

@@ -10,7 +10,6 @@ from django.utils.dateparse import parse_datetime
 from backups.management.commands._follow import follow, iso
 from backups.models import Database
 from controlpanel.models import Status, Trigger
-from drills.models import Restore
 
 
 class Command(TextArgsMixin, BaseCommand):
@@ -29,7 +28,8 @@ class Command(TextArgsMixin, BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, name, target_time, hours, inline, wait, **options):
-        from drills.tasks import execute_restore, restore
+        from drills.services import create_pitr_restore, start_pitr_restore
+        from drills.tasks import execute_restore
 
         database = Database.objects.filter(name=name).first()
         if database is None:
@@ -42,18 +42,15 @@ class Command(TextArgsMixin, BaseCommand):
                                    "or 'latest'.")
         if not 1 <= hours <= 336:
             raise CommandError("--hours must be between 1 and 336.")
-        kwargs = {"database": database, "pitr": True, "pitr_target": target, "keep_hours": hours,
-                  "target": Restore.Target.SANDBOX, "trigger": Trigger.API}
-        if options.get("to_datadir"):
-            if not options["to_datadir"].startswith("/"):
-                raise CommandError("--to-datadir must be an absolute path.")
-            kwargs["details"] = {"datadir": options["to_datadir"]}
+        datadir = options.get("to_datadir") or ""
+        if datadir and not datadir.startswith("/"):
+            raise CommandError("--to-datadir must be an absolute path.")
+        kwargs = {"keep_hours": hours, "datadir": datadir, "trigger": Trigger.API}
         if inline:
-            job = execute_restore(Restore.objects.create(**kwargs))
+            job = execute_restore(create_pitr_restore(database, target, **kwargs))
         else:
             with transaction.atomic():
-                job = Restore.objects.create(**kwargs)
-                transaction.on_commit(lambda: restore.delay(job.pk))
+                job = start_pitr_restore(database, target, **kwargs)
             if wait:
                 job = follow(job)
         data = {"id": job.pk, "status": job.status, "error": job.error, "target_time": iso(job.pitr_target) or "latest",

@@ -1,0 +1,177 @@
+"""PITR in the dashboard: the database page's card, base backups, PITR drills and
+point-in-time restores from a form, on a real archiving cluster."""
+
+import re
+import time
+import zoneinfo
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from backups.models import BaseBackup, PitrSetup
+from backups.pitr import PgBackRest
+from backups.tasks import check_wal, execute_base_backup
+from backups.wal import recovery_window
+from controlpanel.models import AuditEvent, Status
+from drills.models import Drill, Restore
+from drills.pitr import remove_sandbox
+from drills.sandbox import Sandbox
+from drills.tasks import execute_restore
+from tests.conftest import make_user
+from tests.drills.conftest import sql
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Sent:
+    """Records what would have gone to the broker."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        return type("AsyncResult", (), {"id": f"task-{len(self.calls)}"})()
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    sent = Sent()
+    for task in ("backups.tasks.base_backup.apply_async", "drills.tasks.restore.delay", "drills.tasks.drill.delay"):
+        monkeypatch.setattr(task, sent)
+    return sent
+
+
+def test_the_card_shows_archiving_the_window_and_base_backups(client, archiving_cluster, viewer):
+    database, cluster, setup = archiving_cluster
+    client.force_login(viewer)
+    page = client.get("/databases/app/").content.decode()
+    assert "Point-in-time recovery" in page and "no base backup yet" in page
+    assert "Restore to a point in time" not in page and "Base backup now" not in page  # a viewer's page
+
+    job = execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    assert job.status == Status.SUCCEEDED, job.error
+    sql(cluster, "CREATE TABLE t AS SELECT 1")
+    PgBackRest(setup).check()
+    check_wal()
+    setup = PitrSetup.objects.get(pk=setup.pk)
+    window = recovery_window(setup)
+    assert window.earliest == job.backup_stop + timedelta(seconds=1)
+    assert window.latest >= window.earliest
+
+    page = client.get("/databases/app/").content.decode()
+    assert job.label in page and setup.archiver["last_archived_wal"] in page
+    assert "→" in page and "no base backup yet" not in page
+
+
+def test_base_backup_and_pitr_drill_buttons_queue_audited_jobs(client, archiving_cluster, operator, sent):
+    database, cluster, setup = archiving_cluster
+    client.force_login(operator)
+    page = client.get("/databases/app/").content.decode()
+    assert 'id="base-backup-now"' in page and 'id="pitr-restore"' not in page  # restores are for admins
+
+    response = client.post("/databases/app/pitr/base-backup/", {"kind": "diff"}, follow=True)
+    job = BaseBackup.objects.get()
+    assert job.kind == "diff" and job.status == Status.QUEUED and job.celery_task_id == "task-1"
+    assert sent.calls[0] == ((), {"args": [job.pk], "queue": None})
+    assert "base backup #%d of app queued" % job.pk in response.content.decode()
+    assert AuditEvent.objects.filter(action="base_backup.start", user=operator).exists()
+
+    response = client.post("/databases/app/pitr/base-backup/", {"kind": "full"}, follow=True)
+    assert "already queued" in response.content.decode() and BaseBackup.objects.count() == 1
+
+    response = client.post("/databases/app/pitr/drill/")
+    drill = Drill.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/drills/{drill.pk}/"
+    assert drill.details == {"pitr": True} and drill.database == database
+
+
+def test_an_admin_restores_to_a_moment_typed_in_the_database_time_zone(client, archiving_cluster, panel_admin, sent):
+    database, cluster, setup = archiving_cluster
+    database.timezone = "America/New_York"
+    database.save()
+    execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    sql(cluster, "CREATE TABLE events (id serial, at timestamptz DEFAULT clock_timestamp())")
+    sql(cluster, "INSERT INTO events SELECT FROM generate_series(1, 40)")
+    time.sleep(1.2)
+    target = sql(cluster, "SELECT clock_timestamp()")
+    time.sleep(1.2)
+    sql(cluster, "INSERT INTO events SELECT FROM generate_series(1, 10)")
+    PgBackRest(setup).check()
+    check_wal()
+
+    client.force_login(panel_admin)
+    form = client.get("/databases/app/pitr/restore/").content.decode()
+    assert "Recovery window" in form and 'type="datetime-local"' in form and "America/New_York" in form
+
+    # The wall clock of the moment in New York, to the second, as a browser sends it.
+    wall_clock = target.astimezone(zoneinfo.ZoneInfo("America/New_York")).strftime("%Y-%m-%dT%H:%M:%S")
+    response = client.post("/databases/app/pitr/restore/", {
+        "target_time": wall_clock, "keep_hours": 1, "confirm_source": "app"})
+    restore = Restore.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/restores/{restore.pk}/"
+    assert restore.pitr and restore.pitr_target == target.replace(microsecond=0)
+    assert restore.requested_by == panel_admin and restore.keep_hours == 1
+    assert sent.calls == [((restore.pk,), {})]
+    assert AuditEvent.objects.get(action="restore.start").user == panel_admin
+
+    restore = execute_restore(restore)  # what the drills worker does with the message
+    assert restore.status == Status.SUCCEEDED, restore.error
+    sandbox = Sandbox(major=15, directory=Path(restore.details["sandbox"]), port=restore.connection["port"])
+    try:
+        assert sql(sandbox, "SELECT count(*) FROM events") == 40
+    finally:
+        remove_sandbox(sandbox)
+    page = client.get(f"/restores/{restore.pk}/").content.decode()
+    assert "Recovered to" in page and "Point in time" in page
+
+
+def test_the_restore_form_refuses_moments_outside_the_window_and_a_wrong_name(client, archiving_cluster,
+                                                                              panel_admin, sent):
+    database, cluster, setup = archiving_cluster
+    client.force_login(panel_admin)
+    response = client.post("/databases/app/pitr/restore/", {"latest": "on", "keep_hours": 1, "confirm_source": "app"})
+    assert "holds no base backup yet" in response.content.decode()
+
+    execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    earliest = recovery_window(PitrSetup.objects.get(pk=setup.pk)).earliest
+    cases = {
+        "before the end of the oldest base backup": (earliest - timedelta(minutes=5)),
+        "in the future": timezone.now() + timedelta(hours=2),
+    }
+    for message, moment in cases.items():
+        response = client.post("/databases/app/pitr/restore/", {
+            "target_time": moment.strftime("%Y-%m-%dT%H:%M:%S"), "keep_hours": 1, "confirm_source": "app"})
+        assert response.status_code == 200 and message in response.content.decode()
+    for data, message in (({"keep_hours": 1, "confirm_source": "app"}, "Choose a moment"),
+                          ({"latest": "on", "keep_hours": 1, "confirm_source": "ap"}, "Type app exactly"),
+                          ({"target_time": "yesterday", "keep_hours": 1, "confirm_source": "app"}, "valid date")):
+        response = client.post("/databases/app/pitr/restore/", data)
+        assert response.status_code == 200 and re.search(message, response.content.decode()), message
+    assert not Restore.objects.exists() and not sent.calls
+
+
+@pytest.mark.parametrize("role, allowed", [("viewer", set()), ("operator", {"base", "drill"}),
+                                           ("admin", {"base", "drill", "restore"})])
+def test_who_may_do_what_with_pitr(client, source_database, sent, role, allowed):
+    PitrSetup.objects.create(database=source_database, stanza="app", repo_path="/nonexistent", enabled=timezone.now(),
+                             info={"backup": [{"timestamp": {"start": 1, "stop": 2}}]})
+    client.force_login(make_user(f"u-{role}", role))
+    actions = {"base": ("post", "/databases/app/pitr/base-backup/"), "drill": ("post", "/databases/app/pitr/drill/"),
+               "restore": ("get", "/databases/app/pitr/restore/")}
+    for name, (method, url) in actions.items():
+        status = getattr(client, method)(url).status_code
+        assert (status != 403) == (name in allowed), (role, name, status)
+    assert client.post("/databases/app/pitr/restore/", {"latest": "on", "keep_hours": 1,
+                                                        "confirm_source": "app"}).status_code == (
+        302 if "restore" in allowed else 403)
+
+
+def test_pitr_pages_of_a_database_without_pitr_are_not_found(client, source_database, panel_admin):
+    client.force_login(panel_admin)
+    assert "Point-in-time recovery" not in client.get("/databases/app/").content.decode()
+    assert client.get("/databases/app/pitr/restore/").status_code == 404
+    assert client.post("/databases/app/pitr/base-backup/").status_code == 404
+    assert client.post("/databases/app/pitr/drill/").status_code == 404
