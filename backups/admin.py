@@ -1,25 +1,12 @@
 from django.contrib import admin
 
-from django import forms
-
-from backups.forms import DatabaseForm, StorageForm, validate_cron
+from backups.forms import DatabaseForm, PolicyForm, StorageForm
 from backups.models import Artifact, BackupPolicy, BackupRun, BaseBackup, Database, PitrSetup, Storage
 
 
-class BackupPolicyForm(forms.ModelForm):
-    class Meta:
-        model = BackupPolicy
-        fields = "__all__"
-
-    def clean(self):
-        cleaned = super().clean()
-        for field in ("dump_cron", "base_backup_cron", "drill_cron"):
-            if cleaned.get(field):
-                try:
-                    validate_cron(cleaned[field])
-                except forms.ValidationError as exc:
-                    self.add_error(field, exc)
-        return cleaned
+class BackupPolicyForm(PolicyForm):
+    class Meta(PolicyForm.Meta):
+        fields = ["database", *PolicyForm.Meta.fields]
 
 
 @admin.register(Storage)

@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 from django import forms
 from django.core.exceptions import ValidationError
 
-from backups.models import Database, Storage
+from backups.models import BackupPolicy, Database, Storage
 from backups.pgtools import ConnInfo, PgError, check_server, tool_for
 from controlpanel.forms import KeepSecretsModelForm
 
@@ -158,4 +158,43 @@ class DatabaseForm(KeepSecretsModelForm):
                 f"User {info.user!r} cannot read {shown}{more}: grant SELECT (see the least-privilege guide)."
             )
         self.instance.server_version = server.version_num
+        return cleaned
+
+
+class PolicyForm(forms.ModelForm):
+    """A database's schedules and compression; its beat rows follow on save (backups.signals)."""
+
+    LEVELS = {"zstd": (1, 19), "auto": (1, 19), "gzip": (1, 9)}
+
+    class Meta:
+        model = BackupPolicy
+        fields = ["dump_cron", "drill_cron", "compression", "compression_level", "enabled"]
+        labels = {"dump_cron": "Backup schedule", "drill_cron": "Restore drill schedule",
+                  "enabled": "Schedules enabled"}
+        help_texts = {
+            "dump_cron": "cron: minute hour day-of-month month day-of-week, in the database's time zone.",
+            "compression_level": "Empty: the measured default (zstd 1, gzip 6).",
+            "enabled": "Off pauses both schedules; manual backups and drills still work.",
+        }
+
+    def _cron(self, field: str) -> str:
+        expression = " ".join(self.cleaned_data[field].split())
+        validate_cron(expression)
+        return expression
+
+    def clean_dump_cron(self):
+        return self._cron("dump_cron")
+
+    def clean_drill_cron(self):
+        return self._cron("drill_cron")
+
+    def clean(self):
+        cleaned = super().clean()
+        method, level = cleaned.get("compression"), cleaned.get("compression_level")
+        if level is not None:
+            if method == BackupPolicy.Compression.NONE:
+                self.add_error("compression_level", "No compression has no level: leave it empty.")
+            elif method in self.LEVELS and not self.LEVELS[method][0] <= level <= self.LEVELS[method][1]:
+                low, high = self.LEVELS[method]
+                self.add_error("compression_level", f"{method} levels go from {low} to {high}.")
         return cleaned

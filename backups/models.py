@@ -128,7 +128,6 @@ class BackupPolicy(models.Model):
 
     database = models.OneToOneField(Database, on_delete=models.CASCADE, related_name="policy")
     dump_cron = models.CharField(max_length=100, default="15 3 * * *")
-    base_backup_cron = models.CharField(max_length=100, default="30 2 * * 0")
     drill_cron = models.CharField(max_length=100, default="0 5 1-7 * 0", help_text="Default: first Sunday of the month.")
     compression = models.CharField(max_length=8, choices=Compression.choices, default=Compression.AUTO)
     compression_level = models.PositiveSmallIntegerField(null=True, blank=True)

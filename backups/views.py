@@ -157,6 +157,43 @@ def database_backup(request, name):
     return redirect("run-detail", pk=run.pk)
 
 
+@permission_required("backups.change_backuppolicy", raise_exception=True)
+def database_schedule(request, name):
+    from backups.forms import PolicyForm
+    from backups.models import BackupPolicy
+
+    database = get_object_or_404(Database, name=name)
+    policy, _ = BackupPolicy.objects.get_or_create(database=database)
+    form = PolicyForm(request.POST or None, instance=policy)
+    if request.method == "POST" and form.is_valid():
+        policy = form.save()
+        changes = {field: form.cleaned_data[field] for field in form.changed_data}
+        AuditEvent.record("policy.save", f"Schedules of {database} saved", obj=policy, request=request, **changes)
+        messages.success(request, f"Schedules of {database} saved.")
+        return redirect("database-detail", name=database.name)
+    return render(request, "backups/schedule_form.html", {"form": form, "database": database})
+
+
+def next_runs_preview(request):
+    """The next runs of a cron expression in a time zone, as the schedule form is typed."""
+    from django.core.exceptions import ValidationError
+
+    from backups.forms import validate_cron, validate_timezone
+    from backups.schedules import next_runs
+
+    # The form sends its field as it is named (dump_cron, drill_cron).
+    raw = next((request.GET[key] for key in ("cron", "dump_cron", "drill_cron") if key in request.GET), "")
+    expression = " ".join(raw[:100].split())
+    tz = request.GET.get("tz", "UTC")[:64]
+    try:
+        validate_timezone(tz)
+        validate_cron(expression)
+        times, error = next_runs(expression, tz, count=5), ""
+    except ValidationError as exc:
+        times, error = [], " ".join(exc.messages)
+    return render(request, "backups/partials/next_runs.html", {"times": times, "error": error, "tz": tz})
+
+
 def pitr_context(database: Database) -> dict:
     """The PITR card: archiving state, recovery window and recent base backups (cached state only)."""
     from backups.models import PitrSetup

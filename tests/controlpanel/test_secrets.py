@@ -88,6 +88,6 @@ def test_channel_urls_are_write_only_in_the_admin(admin_client, db):
 def test_the_admin_refuses_a_cron_that_never_fires(admin_client, source_database):
     policy = source_database.policy
     response = admin_client.post(f"/admin/backups/backuppolicy/{policy.pk}/change/", {
-        "database": source_database.pk, "dump_cron": "0 0 31 2 *", "base_backup_cron": "30 2 * * 0",
+        "database": source_database.pk, "dump_cron": "0 0 31 2 *",
         "drill_cron": "0 5 1-7 * 0", "compression": "auto", "enabled": "on"})
     assert response.status_code == 200 and "errorlist" in response.content.decode()

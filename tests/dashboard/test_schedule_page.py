@@ -1,0 +1,76 @@
+"""Editing a database's schedules in the panel: beat rows follow, bad crons are refused."""
+
+import pytest
+from django_celery_beat.models import PeriodicTask
+
+from controlpanel.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+VALID = {"dump_cron": "45  1 * * *", "drill_cron": "0 6 1-7 * 6", "compression": "zstd", "compression_level": "3",
+         "enabled": "on"}
+
+
+def test_an_admin_edits_the_schedules_and_beat_follows(client, source_database, panel_admin):
+    source_database.timezone = "Europe/Berlin"
+    source_database.save()
+    client.force_login(panel_admin)
+    page = client.get("/databases/app/").content.decode()
+    assert 'id="edit-schedule"' in page
+
+    response = client.post("/databases/app/schedule/", VALID)
+    assert response.status_code == 302 and response["Location"] == "/databases/app/"
+    policy = source_database.policy
+    policy.refresh_from_db()
+    assert policy.dump_cron == "45 1 * * *" and policy.compression_level == 3  # whitespace normalised
+    dump = PeriodicTask.objects.get(name="app: dump")
+    assert (dump.crontab.minute, dump.crontab.hour, str(dump.crontab.timezone)) == ("45", "1", "Europe/Berlin")
+    drill = PeriodicTask.objects.get(name="app: drill")
+    assert (drill.crontab.day_of_month, drill.crontab.day_of_week) == ("1-7", "6") and drill.enabled
+    event = AuditEvent.objects.get(action="policy.save")
+    assert event.user == panel_admin and event.details["dump_cron"] == "45 1 * * *"
+    page = client.get("/databases/app/").content.decode()
+    assert "45 1 * * *" in page and "01:45" in page  # next runs in the database's time zone, not the panel's
+    assert "01:45 CE" in client.get("/").content.decode()  # the overview names the zone (CET or CEST)
+
+    client.post("/databases/app/schedule/", {**VALID, "enabled": ""})
+    assert not PeriodicTask.objects.get(name="app: dump").enabled
+    assert not PeriodicTask.objects.get(name="app: drill").enabled
+    assert "paused" in client.get("/databases/app/").content.decode()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"dump_cron": "0 0 31 2 *"}, "never fires"),
+    ({"dump_cron": "every day"}, "5 fields"),
+    ({"drill_cron": "61 * * * *"}, "Invalid cron field"),
+    ({"compression": "gzip", "compression_level": "12"}, "gzip levels go from 1 to 9"),
+    ({"compression": "none", "compression_level": "3"}, "No compression has no level"),
+])
+def test_bad_schedules_are_refused_with_the_reason(client, source_database, panel_admin, changes, message):
+    client.force_login(panel_admin)
+    before = PeriodicTask.objects.get(name="app: dump").crontab_id
+    response = client.post("/databases/app/schedule/", {**VALID, **changes})
+    assert response.status_code == 200 and message in response.content.decode()
+    assert PeriodicTask.objects.get(name="app: dump").crontab_id == before
+    assert not AuditEvent.objects.filter(action="policy.save").exists()
+
+
+def test_only_admins_edit_schedules(client, source_database, viewer, operator):
+    for user in (viewer, operator):
+        client.force_login(user)
+        assert 'id="edit-schedule"' not in client.get("/databases/app/").content.decode()
+        assert client.get("/databases/app/schedule/").status_code == 403
+        assert client.post("/databases/app/schedule/", VALID).status_code == 403
+    source_database.policy.refresh_from_db()
+    assert source_database.policy.dump_cron == "15 3 * * *"
+
+
+def test_the_next_runs_preview_follows_the_typed_expression(client, viewer):
+    assert client.get("/schedules/next-runs/?cron=0+3+*+*+*").status_code == 302  # login first
+    client.force_login(viewer)
+    body = client.get("/schedules/next-runs/", {"dump_cron": "30 4 * * 1", "tz": "America/New_York"}).content.decode()
+    assert body.count("Mon") == 5 and "04:30" in body and "America/New_York" in body
+    body = client.get("/schedules/next-runs/", {"drill_cron": "0 0 30 2 *", "tz": "UTC"}).content.decode()
+    assert "never fires" in body
+    body = client.get("/schedules/next-runs/", {"cron": "0 3 * * *", "tz": "Mars/Olympus"}).content.decode()
+    assert "Unknown time zone" in body
