@@ -1,6 +1,5 @@
 """Pages for storages, databases and backup runs."""
 
-import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
@@ -15,11 +14,7 @@ from backups.models import BackupRun, Database, Storage
 from backups.services import AlreadyRunning, start_backup
 from backups.storage import StorageError, backend_for
 from controlpanel.models import ACTIVE_STATES, AuditEvent, Status
-
-
-def toast(response: HttpResponse, message: str, level: str = "info") -> HttpResponse:
-    response["HX-Trigger"] = json.dumps({"toast": {"message": message, "level": level}})
-    return response
+from controlpanel.toasts import toast
 
 
 def storage_list(request):

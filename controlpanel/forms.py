@@ -74,3 +74,41 @@ class KeepSecretsModelForm(StorableTextMixin, forms.ModelForm):
             if not cleaned.get(name) and self.instance.pk:
                 cleaned[name] = getattr(self.instance, name)
         return cleaned
+
+
+class ChannelForm(KeepSecretsModelForm):
+    """A notification channel; its apprise URL holds tokens, so it is write-only."""
+
+    events = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every event but the daily digest.",
+    )
+
+    class Meta:
+        from controlpanel.models import NotificationChannel
+
+        model = NotificationChannel
+        fields = ["name", "url", "events", "enabled"]
+
+    def __init__(self, *args, **kwargs):
+        from controlpanel.models import NotificationChannel
+
+        super().__init__(*args, **kwargs)
+        self.fields["events"].choices = NotificationChannel.Event.choices
+
+    def clean_name(self):
+        from backups.models import name_validator
+
+        name = self.cleaned_data["name"]
+        name_validator(name)
+        return name
+
+    def clean_url(self):
+        import apprise
+
+        url = self.cleaned_data.get("url") or ""
+        if url and not apprise.Apprise().add(url):
+            # Never echo the URL: it carries the service's token.
+            raise ValidationError("apprise does not understand this URL; see its URL formats "
+                                  "(tgram://, slack://, discord://, mailto://, json://...).")
+        return url

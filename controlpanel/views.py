@@ -1,13 +1,16 @@
 """The overview page and health endpoints."""
 
-from django.contrib.auth.decorators import login_not_required
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required, permission_required
 from django.db import connection
-from django.http import JsonResponse
-from django.shortcuts import render
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 
 from backups.models import BackupRun, Storage
 from controlpanel.roles import role_of
+from controlpanel.toasts import toast
 
 
 def overview(request):
@@ -59,3 +62,62 @@ def audit_log(request):
 
     page = Paginator(AuditEvent.objects.select_related("user"), 50).get_page(request.GET.get("page"))
     return render(request, "controlpanel/audit_log.html", {"page": page})
+
+
+def channel_list(request):
+    from controlpanel.models import NotificationChannel
+
+    return render(request, "controlpanel/channel_list.html", {"channels": NotificationChannel.objects.all()})
+
+
+@permission_required("controlpanel.add_notificationchannel", raise_exception=True)
+def channel_add(request):
+    from controlpanel.models import NotificationChannel
+
+    return _channel_form(request, NotificationChannel())
+
+
+@permission_required("controlpanel.change_notificationchannel", raise_exception=True)
+def channel_edit(request, name):
+    from controlpanel.models import NotificationChannel
+
+    return _channel_form(request, get_object_or_404(NotificationChannel, name=name))
+
+
+def _channel_form(request, channel):
+    from controlpanel.forms import ChannelForm
+    from controlpanel.models import AuditEvent
+
+    form = ChannelForm(request.POST or None, instance=channel)
+    if request.method == "POST" and form.is_valid():
+        channel = form.save()
+        AuditEvent.record("channel.save", f"Notification channel {channel} saved", obj=channel, request=request,
+                          events=channel.events, enabled=channel.enabled)
+        messages.success(request, f"Channel {channel} saved.")
+        return redirect("channel-list")
+    return render(request, "controlpanel/channel_form.html", {"form": form, "channel": channel})
+
+
+@require_POST
+@permission_required("controlpanel.change_notificationchannel", raise_exception=True)
+def channel_test(request, name):
+    from controlpanel.models import NotificationChannel
+    from controlpanel.notify import send
+
+    channel = get_object_or_404(NotificationChannel, name=name)
+    if send("test", "A test alert from Restorable: this channel works.", channels=[channel]):
+        return toast(HttpResponse(status=204), f"Channel {channel}: test message sent.", "success")
+    return toast(HttpResponse(status=204), f"Channel {channel}: the service did not accept the test message "
+                                           "(the panel's log says why).", "error")
+
+
+@require_POST
+@permission_required("controlpanel.delete_notificationchannel", raise_exception=True)
+def channel_delete(request, name):
+    from controlpanel.models import AuditEvent, NotificationChannel
+
+    channel = get_object_or_404(NotificationChannel, name=name)
+    AuditEvent.record("channel.delete", f"Notification channel {channel} deleted", request=request)
+    channel.delete()
+    messages.success(request, f"Channel {name} deleted.")
+    return redirect("channel-list")
