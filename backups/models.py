@@ -121,7 +121,7 @@ class BackupPolicy(models.Model):
     """Schedules and choices of one database; schedules are django-celery-beat rows."""
 
     class Compression(models.TextChoices):
-        AUTO = "auto", "Best available (zstd on PostgreSQL 16+, else fast gzip)"
+        AUTO = "auto", "Best available (pg_dump's zstd on 16+, else a zstd stream around an uncompressed dump)"
         ZSTD = "zstd", "zstd"
         GZIP = "gzip", "gzip"
         NONE = "none", "None"

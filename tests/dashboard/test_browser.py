@@ -153,3 +153,43 @@ def test_a_viewer_sees_no_restore_button_and_is_denied(browser, live_server, sou
     page.goto(f"{live_server.url}/databases/app/")
     expect(page.locator("#backup-now")).to_have_count(0)
     shot(page, "10-viewer-database")
+
+
+def test_an_admin_edits_schedules_with_a_live_preview_and_adds_an_alert_channel(browser, live_server,
+                                                                               source_database, panel_admin):
+    from tests.controlpanel.test_alerts import Receiver
+
+    source_database.timezone = "Asia/Tokyo"
+    source_database.save()
+    page = log_in(browser, live_server.url, panel_admin.username, "correct-horse-battery")
+    page.goto(live_server.url + "/databases/app/")
+    page.click("#edit-schedule")
+    expect(page.locator("#next-dump_cron")).to_contain_text("03:15")  # the default, drawn on load
+    page.fill("input[name=dump_cron]", "10 22 * * 5")
+    expect(page.locator("#next-dump_cron")).to_contain_text("Fri")
+    expect(page.locator("#next-dump_cron")).to_contain_text("22:10 ")
+    page.fill("input[name=drill_cron]", "0 0 31 2 *")
+    expect(page.locator("#next-drill_cron")).to_contain_text("never fires")
+    shot(page, "11-schedule-preview")
+    page.click("#save-schedule")
+    expect(page.locator(".errorlist")).to_contain_text("never fires")
+    page.fill("input[name=drill_cron]", "0 5 1-7 * 0")
+    page.click("#save-schedule")
+    expect(page.locator("#toasts")).to_contain_text("Schedules of app saved")
+    expect(page.locator("main")).to_contain_text("10 22 * * 5")
+
+    receiver = Receiver()
+    try:
+        page.click("nav >> text=Alerts")
+        page.click("#add-channel")
+        page.fill("input[name=name]", "oncall")
+        page.fill("input[name=url]", f"json://127.0.0.1:{receiver.port}/hook")
+        page.check("input[value=backup_failed]")
+        page.click("#save-channel")
+        expect(page.locator("table.grid")).to_contain_text("backup_failed")
+        page.click("#test-oncall")
+        expect(page.locator("#toasts")).to_contain_text("test message sent")
+        assert len(receiver.on("/hook")) == 1
+        shot(page, "12-alert-channels")
+    finally:
+        receiver.close()
