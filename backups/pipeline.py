@@ -396,11 +396,18 @@ class Backup:
         }
 
     def save_artifacts(self) -> None:
-        Artifact.objects.bulk_create(
+        """Record every stored file; a complete backup is not thrown away for a
+        metadata database that is away for a moment (retried; the unique
+        constraint makes a repeated insert harmless)."""
+        from controlpanel.models import with_metadata_retries
+
+        artifacts = [
             Artifact(run=self.run, storage=storage, name=s.name, key=s.keys[storage.pk], size=s.size, sha256=s.sha256)
             for s in self.stored
             for storage, _backend in self.targets
-        )
+        ]
+        with_metadata_retries(lambda: Artifact.objects.bulk_create(artifacts, ignore_conflicts=True),
+                              f"record the files of {self.run}")
 
 
 def run_backup(run: BackupRun) -> dict:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from controlpanel.models import Job, Status
@@ -31,11 +31,22 @@ def heartbeat(job: Job, every: float | None = None):
     stop = threading.Event()
 
     def beat():
+        failing = False
         try:
             while not stop.wait(every):
-                type(job).objects.filter(pk=job.pk, status=Status.RUNNING).update(heartbeat=timezone.now())
-        except Exception:  # the run itself reports; a failed beat is only logged
-            log.exception("heartbeat of %s failed", job)
+                try:
+                    type(job).objects.filter(pk=job.pk, status=Status.RUNNING).update(heartbeat=timezone.now())
+                except DatabaseError as exc:
+                    # The panel's database is away (restart, failover): keep
+                    # trying, or the reaper would take a live job for a dead one.
+                    connection.close()
+                    if not failing:
+                        log.warning("heartbeat of %s failed (%s); retrying", job, type(exc).__name__)
+                    failing = True
+                else:
+                    if failing:
+                        log.info("heartbeat of %s recorded again", job)
+                    failing = False
         finally:
             connection.close()
 
@@ -55,6 +66,9 @@ def describe_failure(exc: BaseException) -> str:
         return "Stopped: the worker was shut down while the job ran."
     if isinstance(exc, JobError) or type(exc).__module__.split(".")[0] in ("backups", "drills", "controlpanel"):
         return str(exc)
+    if isinstance(exc, DatabaseError):  # Django's errors: the panel's own database, not the one backed up
+        return (f"The panel's own database failed while the job ran ({type(exc).__name__}); "
+                "the worker log has the details.")
     # Unknown errors: the type only, the details go to the worker log, since a
     # library's message may quote connection settings.
     return f"Unexpected error ({type(exc).__name__}); the worker log has the details."

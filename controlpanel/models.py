@@ -1,13 +1,17 @@
 """What every kind of job shares (backup runs, verifications, drills, restores),
 and the audit trail."""
 
+import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, models
 from django.utils import timezone
 
 from controlpanel.crypto import EncryptedTextField
+
+log = logging.getLogger("restorable.jobs")
 
 
 class Status(models.TextChoices):
@@ -26,6 +30,29 @@ class Trigger(models.TextChoices):
     SCHEDULED = "scheduled", "Scheduled"
     MANUAL = "manual", "Manual"
     API = "api", "API / CLI"
+
+
+def forget_broken_connection() -> None:
+    """After a database error outside a transaction: drop the connection if it
+    is unusable, so the next query opens a new one."""
+    if connection.get_autocommit():
+        connection.close_if_unusable_or_obsolete()
+
+
+def with_metadata_retries(call, what: str):
+    """CALL, retried with backoff while the panel's database is unreachable."""
+    deadline = time.monotonic() + settings.METADATA_RETRY_SECONDS
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except (OperationalError, InterfaceError) as exc:
+            forget_broken_connection()
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: metadata database unreachable (%s); retrying in %.1f s", what, type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10)
 
 
 class Job(models.Model):
@@ -72,22 +99,43 @@ class Job(models.Model):
         return claimed == 1
 
     def beat(self, **fields) -> None:
-        """Touch the heartbeat and write progress fields in one short UPDATE."""
+        """Touch the heartbeat and write progress fields in one short UPDATE.
+
+        Progress is best effort: while the panel's own database is unreachable
+        (a restart, a failover) the fields wait on the instance and go out with
+        the next beat or with finish(), and the work goes on.
+        """
         fields["heartbeat"] = timezone.now()
-        type(self).objects.filter(pk=self.pk).update(**fields)
         for name, value in fields.items():
             setattr(self, name, value)
+        pending = {**getattr(self, "_unsaved", {}), **fields}
+        try:
+            type(self).objects.filter(pk=self.pk).update(**pending)
+        except DatabaseError as exc:
+            self._unsaved = pending
+            forget_broken_connection()
+            log.warning("could not record progress of %s (metadata database: %s); carrying on",
+                        self, type(exc).__name__)
+        else:
+            self._unsaved = {}
 
     def finish(self, status: str, error: str = "", **fields) -> None:
-        """Record the outcome, unless the job already ended (e.g. reaped)."""
+        """Record the outcome, unless the job already ended (e.g. reaped).
+
+        The outcome must not be lost to a metadata database that is briefly
+        away: retried with backoff for up to RESTORABLE_METADATA_RETRY_SECONDS.
+        """
         now = timezone.now()
+        fields = {**getattr(self, "_unsaved", {}), **fields}
         fields.update(status=status, error=error[:10000], finished=now, heartbeat=now)
-        updated = type(self).objects.filter(pk=self.pk, status__in=ACTIVE_STATES).update(**fields)
+        updated = with_metadata_retries(
+            lambda: type(self).objects.filter(pk=self.pk, status__in=ACTIVE_STATES).update(**fields), f"finish {self}")
+        self._unsaved = {}
         if updated:
             for name, value in fields.items():
                 setattr(self, name, value)
         else:
-            self.refresh_from_db()
+            with_metadata_retries(self.refresh_from_db, f"reload {self}")
 
     # The Celery task that runs this kind of job, for re-delivery.
     task_name = ""

@@ -234,6 +234,9 @@ HEARTBEAT_SECONDS = env_int("RESTORABLE_HEARTBEAT_SECONDS", 10, minimum=1)
 # never misses one; the reaper runs every beat interval.
 HEARTBEAT_GRACE = env_int("RESTORABLE_HEARTBEAT_GRACE", HEARTBEAT_SECONDS * 2 + 5, minimum=2)
 RETRY_BACKOFF = env_int("RESTORABLE_RETRY_BACKOFF", 30, minimum=0)
+# How long a job keeps trying to record its outcome while the panel's own
+# database is unreachable (a restart, a failover) before giving up.
+METADATA_RETRY_SECONDS = env_int("RESTORABLE_METADATA_RETRY_SECONDS", 120, minimum=0)
 QUEUE_REDELIVER_SECONDS = env_int("RESTORABLE_QUEUE_REDELIVER_SECONDS", 600, minimum=30)
 QUEUE_TIMEOUT_SECONDS = env_int("RESTORABLE_QUEUE_TIMEOUT_SECONDS", 6 * 3600, minimum=60)
 AGENT_QUEUE = env_str("RESTORABLE_AGENT_QUEUE") or f"agent.{socket.gethostname()}"

@@ -196,8 +196,11 @@ class LocalSandboxes:
     def _start(self, sandbox: Sandbox, binaries: Path, extra: dict, keep_existing: bool = False) -> None:
         """Start the cluster; keep_existing appends to a restored postgresql.auto.conf
         (pgBackRest writes its restore_command and recovery target there)."""
-        conf = {**BULK_LOAD_SETTINGS, **extra, "listen_addresses": "'127.0.0.1'",
-                "unix_socket_directories": f"'{sandbox.directory / 'socket'}'"}
+        socket_dir = sandbox.directory / "socket"
+        # A Unix socket's path holds at most 107 bytes: under a deep data
+        # directory the sandbox listens on TCP only (everything connects by TCP).
+        sockets = f"'{socket_dir}'" if len(f"{socket_dir}/.s.PGSQL.65535") <= 107 else "''"
+        conf = {**BULK_LOAD_SETTINGS, **extra, "listen_addresses": "'127.0.0.1'", "unix_socket_directories": sockets}
         auto_conf = sandbox.datadir / "postgresql.auto.conf"
         existing = auto_conf.read_text() if keep_existing and auto_conf.exists() else ""
         for name, text in (("postgresql.conf", ""), ("pg_hba.conf", "local all all trust\nhost all all 127.0.0.1/32 trust\n")):

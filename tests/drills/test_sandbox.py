@@ -29,6 +29,14 @@ def test_local_sandbox_starts_tuned_and_is_removed(settings):
     assert time.monotonic() - started < 10
 
 
+def test_a_sandbox_under_a_deep_data_directory_starts_on_tcp_only(settings, tmp_path):
+    settings.SANDBOX_DIR = str(tmp_path / ("deep-" * 12) / "sandboxes")  # the socket path would pass 107 bytes
+    with LocalSandboxes().create(15) as sandbox:
+        with connect(sandbox.conninfo()) as conn:
+            assert conn.execute("SHOW unix_socket_directories").fetchone()[0] == ""
+            assert conn.execute("SELECT 1").fetchone()[0] == 1
+
+
 def test_a_missing_major_version_is_refused_with_how_to_install_it():
     with pytest.raises(ToolMissing) as info:
         LocalSandboxes().create(11)
