@@ -8,6 +8,7 @@ runs, with memory bounded by the S3 parts in flight. A run that fails removes
 what it had stored, so nothing partial passes for a backup.
 """
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -27,6 +28,7 @@ from django.utils import timezone
 from backups.models import Artifact, BackupPolicy, BackupRun
 from backups.pgtools import ConnInfo, ConnectionProblem, connect, explain_connection_error, tool_for, tool_version
 from backups.storage import StorageError, Writer, backend_for
+from controlpanel.jobs import cancellable, on_cancel
 
 log = logging.getLogger("restorable.backup")
 
@@ -202,20 +204,14 @@ def widen_pipe(pipe) -> None:
 
 def stream_command(argv: list[str], env: dict, tee: Tee, progress: Progress, what: str,
                    info: ConnInfo, compressor=None) -> int:
-    """Run ARGV and stream its stdout into TEE; returns the raw bytes read."""
-    raw = 0
+    """Run ARGV and stream its stdout into TEE; returns the raw bytes read.
+    A cancel of the job stops the process (see controlpanel.jobs)."""
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env, stdin=subprocess.DEVNULL)
         widen_pipe(proc.stdout)
         try:
-            while chunk := proc.stdout.read(CHUNK):
-                raw += len(chunk)
-                data = compressor.compress(chunk) if compressor else chunk
-                if data:
-                    tee.write(data)
-                progress.update(raw, tee.size)
-            if compressor:
-                tee.write(compressor.flush())
+            with cancellable(proc):
+                raw = pump(proc, tee, progress, compressor)
             returncode = proc.wait()
         except BaseException:
             proc.kill()
@@ -229,6 +225,20 @@ def stream_command(argv: list[str], env: dict, tee: Tee, progress: Progress, wha
         raise BackupFailed(f"{what} exited successfully but wrote nothing; refusing an empty backup.")
     if errors:
         log.warning("%s wrote to stderr: %s", what, errors[:2000])
+    return raw
+
+
+def pump(proc, tee: Tee, progress: Progress, compressor=None) -> int:
+    """Read the process's output to the end into TEE; returns the raw bytes read."""
+    raw = 0
+    while chunk := proc.stdout.read(CHUNK):
+        raw += len(chunk)
+        data = compressor.compress(chunk) if compressor else chunk
+        if data:
+            tee.write(data)
+        progress.update(raw, tee.size)
+    if compressor:
+        tee.write(compressor.flush())
     return raw
 
 
@@ -316,7 +326,7 @@ class Backup:
 
     def _execute(self) -> dict:
         run, database = self.run, self.database
-        with connect(self.info) as conn:
+        with connect(self.info) as conn, contextlib.ExitStack() as stack:
             conn.read_only = True
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])
@@ -336,6 +346,7 @@ class Backup:
             # From here on only the counting thread uses this connection.
             snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
             counter = RowCounter(conn, settings.ROW_COUNT_EXACT_LIMIT)
+            stack.enter_context(on_cancel(conn.cancel_safe))  # a cancel stops the counting query too
             counter.start()
             env = self.info.env()
             common = [str(pg_dump), f"--snapshot={snapshot}", "--no-password"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from django.conf import settings
 
 from backups.pgtools import ConnInfo, PgError, connect
+from controlpanel.jobs import run_tool
 
 log = logging.getLogger("restorable.pitr")
 
@@ -155,7 +156,7 @@ class PgBackRest:
     def run(self, *args: str, timeout: int | None = None) -> subprocess.CompletedProcess:
         argv = as_owner([*self.base_argv(), *args])
         try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            result = run_tool(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         except FileNotFoundError:
             raise PitrError("pgbackrest is not installed on this host (Debian/Ubuntu: apt-get install pgbackrest).") from None
         if result.returncode != 0:

@@ -61,6 +61,8 @@ def after_backup(run: BackupRun, inline: bool = False) -> None:
     from drills.models import Verification
 
     run.refresh_from_db()
+    if run.status == Status.CANCELLED:
+        return  # someone chose to stop it: nothing to alert about, nothing to verify
     if run.status != Status.SUCCEEDED:
         event("backup_failed", run.error, run=run.pk, database=run.database.name)
         return
@@ -114,7 +116,7 @@ def execute_base_backup(job):
 
     run_job(job, run_base_backup)
     job.refresh_from_db()
-    if job.status != "succeeded":
+    if job.status == "failed":
         event("backup_failed", f"Base backup failed: {job.error}", database=job.database.name)
     return job
 

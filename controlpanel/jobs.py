@@ -2,7 +2,9 @@
 
 import logging
 import socket
+import subprocess
 import threading
+import time
 from contextlib import contextmanager
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -19,23 +21,129 @@ class JobError(Exception):
     """A failure whose message is meant for the operator as it is."""
 
 
+class JobCancelled(Exception):
+    """The job was cancelled from the panel or the CLI."""
+
+    def __str__(self) -> str:
+        return "Cancelled before it finished; what it had stored was removed."
+
+
+class CancelToken:
+    """A running job's cancel switch: set by its heartbeat thread when the
+    panel asks; stops the job's processes and its next checkpoint."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.hooks: list = []
+        self.lock = threading.Lock()
+
+    def on_cancel(self, hook):
+        with self.lock:
+            if self.event.is_set():
+                hook()
+            self.hooks.append(hook)
+        return lambda: self._forget(hook)
+
+    def _forget(self, hook) -> None:
+        with self.lock:
+            if hook in self.hooks:
+                self.hooks.remove(hook)
+
+    def cancel(self) -> None:
+        with self.lock:
+            if self.event.is_set():
+                return
+            self.event.set()
+            hooks = list(self.hooks)
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("a cancel hook failed")
+
+
+# The job this worker process runs now (a worker process runs one task at a time).
+_current: CancelToken | None = None
+
+
+def check_cancelled() -> None:
+    if _current is not None and _current.event.is_set():
+        raise JobCancelled()
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM (runuser passes it on to its child), then SIGKILL after GRACE seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    timer = threading.Timer(grace, lambda: proc.poll() is None and proc.kill())
+    timer.daemon = True
+    timer.start()
+
+
 @contextmanager
-def heartbeat(job: Job, every: float | None = None):
-    """Touch job.heartbeat from a thread while the body runs.
+def on_cancel(hook):
+    """Call HOOK (from the heartbeat thread) if the current job is cancelled meanwhile."""
+    if _current is None:
+        yield
+        return
+    forget = _current.on_cancel(hook)
+    try:
+        yield
+    finally:
+        forget()
+
+
+def cancellable(proc: subprocess.Popen):
+    """Stop PROC when the current job is cancelled."""
+    return on_cancel(lambda: stop_process(proc))
+
+
+def run_tool(argv, *, timeout=None, check: bool = False, capture_output: bool = False, text: bool = False,
+             **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run that a cancel of the current job stops."""
+    if capture_output:
+        kwargs.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with subprocess.Popen(argv, text=text, **kwargs) as proc, cancellable(proc):
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            proc.kill()
+            proc.communicate()
+            raise
+    check_cancelled()
+    result = subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    if check:
+        result.check_returncode()
+    return result
+
+
+@contextmanager
+def heartbeat(job: Job, every: float | None = None, token: CancelToken | None = None):
+    """Touch job.heartbeat from a thread while the body runs, and watch for a
+    cancel request (every CANCEL_POLL seconds at most).
 
     A thread, because the body may block for a long time in one call (pg_dump
     waiting on a lock, a slow upload) and the reaper must not take that for a
     dead worker.
     """
     every = every or settings.HEARTBEAT_SECONDS
+    poll = min(every, CANCEL_POLL)
     stop = threading.Event()
 
     def beat():
         failing = False
+        last = time.monotonic()
         try:
-            while not stop.wait(every):
+            while not stop.wait(poll):
                 try:
-                    type(job).objects.filter(pk=job.pk, status=Status.RUNNING).update(heartbeat=timezone.now())
+                    if token is not None and not token.event.is_set() and type(job).objects.filter(
+                            pk=job.pk, cancel_requested__isnull=False).exists():
+                        log.info("%s: cancel requested; stopping it", job)
+                        token.cancel()
+                    if time.monotonic() - last >= every:
+                        type(job).objects.filter(pk=job.pk, status=Status.RUNNING).update(heartbeat=timezone.now())
+                        last = time.monotonic()
                 except DatabaseError as exc:
                     # The panel's database is away (restart, failover): keep
                     # trying, or the reaper would take a live job for a dead one.
@@ -59,6 +167,9 @@ def heartbeat(job: Job, every: float | None = None):
         thread.join(timeout=5)
 
 
+CANCEL_POLL = 2.0  # seconds between looks at cancel_requested
+
+
 def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, SoftTimeLimitExceeded):
         return f"Stopped: the task time limit ({settings.CELERY_TASK_SOFT_TIME_LIMIT} s) was reached."
@@ -80,10 +191,16 @@ def run_job(job: Job, work) -> Job:
         log.info("%s was already claimed or ended (%s); skipping", job, job.status)
         return job
     log.info("%s started", job)
+    global _current
+    token = _current = CancelToken()
     try:
-        with heartbeat(job):
+        with heartbeat(job, token=token):
             fields = work(job) or {}
     except BaseException as exc:
+        if token.event.is_set():  # whatever broke (a stopped pg_dump, say), the cause was the cancel
+            log.info("%s cancelled", job)
+            job.finish(Status.CANCELLED, str(JobCancelled()))
+            return job
         log.exception("%s failed", job)
         # Transient failures (an S3 endpoint that went away) may be retried by the task.
         job.finish(Status.FAILED, describe_failure(exc),
@@ -93,4 +210,6 @@ def run_job(job: Job, work) -> Job:
     else:
         job.finish(Status.SUCCEEDED, **fields)
         log.info("%s succeeded", job)
+    finally:
+        _current = None
     return job

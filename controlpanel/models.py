@@ -73,6 +73,9 @@ class Job(models.Model):
     details = models.JSONField(default=dict, blank=True)
     celery_task_id = models.CharField(max_length=64, blank=True)
     worker = models.CharField(max_length=255, blank=True)
+    # Set from the panel or the CLI; the worker's heartbeat thread sees it,
+    # stops the job's processes and the job ends "cancelled" after cleaning up.
+    cancel_requested = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         abstract = True
@@ -98,6 +101,21 @@ class Job(models.Model):
             self.refresh_from_db()
         return claimed == 1
 
+    def request_cancel(self) -> str:
+        """Cancel: a queued job at once ("cancelled"); a running one through its
+        worker, which cleans up first ("requested"); "ended" when it already had."""
+        now = timezone.now()
+        model = type(self).objects.filter(pk=self.pk)
+        if model.filter(status=Status.QUEUED).update(status=Status.CANCELLED, finished=now, cancel_requested=now,
+                                                     error="Cancelled before it started."):
+            outcome = "cancelled"
+        elif model.filter(status=Status.RUNNING).update(cancel_requested=now):
+            outcome = "requested"
+        else:
+            outcome = "ended"
+        self.refresh_from_db()
+        return outcome
+
     def beat(self, **fields) -> None:
         """Touch the heartbeat and write progress fields in one short UPDATE.
 
@@ -105,6 +123,9 @@ class Job(models.Model):
         (a restart, a failover) the fields wait on the instance and go out with
         the next beat or with finish(), and the work goes on.
         """
+        from controlpanel.jobs import check_cancelled
+
+        check_cancelled()  # a checkpoint: a cancelled job stops at its next progress update
         fields["heartbeat"] = timezone.now()
         for name, value in fields.items():
             setattr(self, name, value)

@@ -9,6 +9,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("audit/", views.audit_log, name="audit-log"),
+    path("<str:kind>/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),
     path("channels/", views.channel_list, name="channel-list"),
     path("channels/add/", views.channel_add, name="channel-add"),
     path("channels/<str:name>/edit/", views.channel_edit, name="channel-edit"),

@@ -121,3 +121,51 @@ def channel_delete(request, name):
     channel.delete()
     messages.success(request, f"Channel {name} deleted.")
     return redirect("channel-list")
+
+
+# What can be cancelled: URL kind -> (model, permission needed, page of the job).
+CANCELLABLE = {
+    "runs": ("backups.BackupRun", "backups.run_backup", "run-detail"),
+    "verifications": ("drills.Verification", "drills.run_verification", "verification-detail"),
+    "drills": ("drills.Drill", "drills.run_drill", "drill-detail"),
+    "restores": ("drills.Restore", "drills.run_restore", "restore-detail"),
+    "base-backups": ("backups.BaseBackup", "backups.run_base_backup", None),
+}
+
+CANCEL_MESSAGES = {
+    "cancelled": "{job} was cancelled before it started.",
+    "requested": "Stopping {job}: it removes what it stored, then ends as cancelled.",
+    "ended": "{job} had already ended ({status}).",
+}
+
+
+def cancel_message(outcome: str, job) -> str:
+    name = str(job)
+    return CANCEL_MESSAGES[outcome].format(job=name[:1].upper() + name[1:], status=job.get_status_display().lower())
+
+
+@require_POST
+def job_cancel(request, kind, pk):
+    from django.apps import apps
+    from django.core.exceptions import PermissionDenied
+    from django.http import Http404
+    from django.urls import reverse
+
+    from controlpanel.models import AuditEvent
+
+    if kind not in CANCELLABLE:
+        raise Http404("Nothing of that kind can be cancelled.")
+    label, permission, page = CANCELLABLE[kind]
+    if not request.user.has_perm(permission):
+        raise PermissionDenied
+    job = get_object_or_404(apps.get_model(label), pk=pk)
+    outcome = job.request_cancel()
+    if outcome != "ended":
+        AuditEvent.record(f"{job._meta.model_name}.cancel", f"Cancel of {job} requested", obj=job, request=request,
+                          outcome=outcome)
+    message = cancel_message(outcome, job)
+    level = "info" if outcome == "ended" else "success"
+    if request.htmx:
+        return toast(HttpResponse(status=204), message, level)
+    getattr(messages, level)(request, message)
+    return redirect(reverse(page, args=[job.pk]) if page else reverse("database-detail", args=[job.database.name]))

@@ -12,6 +12,7 @@ from psycopg import sql
 from backups.models import Artifact, BackupRun, Storage
 from backups.pgtools import ConnInfo, PgError, connect, tool_for
 from backups.storage import StorageError
+from controlpanel.jobs import run_tool
 from drills.verification import read_and_hash
 
 
@@ -92,7 +93,7 @@ def pg_restore(dump: Path, target: ConnInfo, major: int, jobs: int | None = None
             f"--jobs={jobs}", f"--dbname={target.dbname}", *selection, str(dump)]
     if selection:  # --jobs with --table would still walk the whole archive; one job is enough
         argv = [a for a in argv if not a.startswith("--jobs")]
-    result = subprocess.run(argv, capture_output=True, text=True, env=target.env(), stdin=subprocess.DEVNULL)
+    result = run_tool(argv, capture_output=True, text=True, env=target.env(), stdin=subprocess.DEVNULL)
     if result.returncode != 0:
         detail = result.stderr.strip().replace(str(dump), "full.dump")[-1500:]
         raise RestoreFailed(f"pg_restore failed (exit {result.returncode}): {detail}")

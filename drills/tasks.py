@@ -23,7 +23,7 @@ def execute_verification(verification: Verification) -> Verification:
     if verification.status == Status.FAILED:
         event("verification_failed", verification.error, run=verification.run_id,
               database=verification.run.database.name, verification=verification.pk)
-    elif verification.kind == Verification.Kind.AFTER_BACKUP:
+    elif verification.status == Status.SUCCEEDED and verification.kind == Verification.Kind.AFTER_BACKUP:
         from controlpanel.heartbeat import ping
 
         ping(f"verified backup #{verification.run_id} of {verification.run.database.name}")

@@ -27,6 +27,7 @@ from django.utils import timezone
 from backups.models import Artifact, BackupRun, Storage
 from backups.pgtools import PgError, tool_for
 from backups.storage import StorageError, backend_for
+from controlpanel.jobs import run_tool
 from drills.models import Verification
 from backups.pipeline import Background
 from drills.sandbox import backend as sandbox_backend
@@ -194,7 +195,7 @@ class Verifier:
         for check, argv in (("pg_restore --list", [str(pg_restore), "--list", str(dump)]),
                             ("pg_restore full read", [str(pg_restore), "--file=/dev/null", str(dump)])):
             started = time.monotonic()
-            result = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            result = run_tool(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
             if result.returncode == 0:
                 entries = sum(1 for line in result.stdout.splitlines() if line and not line.startswith(";"))
                 detail = f"{entries} archive entries" if check.endswith("--list") else "every byte read and decompressed"
@@ -214,7 +215,7 @@ class Verifier:
         major = self.server_major()
         psql = tool_for("psql", major)
         info = sandbox.result().conninfo()
-        result = subprocess.run(
+        result = run_tool(
             [str(psql), "--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(schema)],
             capture_output=True, text=True, env=info.env(), stdin=subprocess.DEVNULL,
         )
