@@ -114,7 +114,7 @@ class Database(models.Model):
         return [self.primary_storage, *offsite]
 
     def last_good_run(self):
-        return self.runs.filter(status=Status.SUCCEEDED, verified=BackupRun.Verified.PASSED).first()
+        return self.runs.good().first()
 
 
 class BackupPolicy(models.Model):
@@ -140,6 +140,18 @@ class BackupPolicy(models.Model):
         return f"policy of {self.database}"
 
 
+class BackupRunQuerySet(models.QuerySet):
+    def good(self):
+        """Succeeded, verified and still stored: what a restore or a drill can use."""
+        return self.filter(status=Status.SUCCEEDED, verified=BackupRun.Verified.PASSED, pruned__isnull=True)
+
+    def ever_fully_verified(self):
+        """Still stored and once passed a full verification (not only checksums), even if a
+        later re-check failed: the last evidence of a restorable backup, kept by retention."""
+        return self.filter(status=Status.SUCCEEDED, pruned__isnull=True, verifications__status=Status.SUCCEEDED,
+                           verifications__checksums_only=False).distinct()
+
+
 class BackupRun(Job):
     class Verified(models.TextChoices):
         PENDING = "pending", "Not verified yet"
@@ -159,13 +171,15 @@ class BackupRun(Job):
     keep = models.BooleanField(default=False, help_text="Pinned: retention never deletes it.")
     pruned = models.DateTimeField(null=True, blank=True)
 
+    objects = BackupRunQuerySet.as_manager()
+
     class Meta(Job.Meta):
         permissions = [("run_backup", "Can start backups")]
         indexes = [
             models.Index(fields=["database", "-created"], name="backuprun_db_created"),
             # "The last verified backup" is asked on every page: a partial index answers it directly.
             models.Index(fields=["database", "-created"], name="backuprun_good_db_created",
-                         condition=models.Q(status="succeeded", verified="passed")),
+                         condition=models.Q(status="succeeded", verified="passed", pruned__isnull=True)),
         ]
         constraints = [
             # One run per database at a time, enforced by the database itself so

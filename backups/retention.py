@@ -1,8 +1,11 @@
 """Retention: delete what each storage keeps past its days, never the last good backup.
 
 Protected whatever its age: the newest verified run of each database, the
-newest succeeded run (verification may still be pending or broken), and runs
-pinned "keep". A failure to delete one object is logged and retried next time.
+newest run that ever passed a full verification (a later re-check may have
+failed on a storage hiccup: it is still the last evidence of a restorable
+backup), the newest succeeded run (verification may still be pending or
+broken), and runs pinned "keep". A failure to delete one object is logged and
+retried next time.
 """
 
 import logging
@@ -20,7 +23,7 @@ log = logging.getLogger("restorable.retention")
 def protected_run_ids(database: Database) -> set[int]:
     runs = database.runs.filter(status=Status.SUCCEEDED, pruned__isnull=True)
     protected = set(runs.filter(keep=True).values_list("pk", flat=True))
-    for run in (runs.filter(verified=BackupRun.Verified.PASSED).first(), runs.first()):
+    for run in (runs.good().first(), runs.ever_fully_verified().order_by("-created").first(), runs.first()):
         if run is not None:
             protected.add(run.pk)
     return protected

@@ -17,7 +17,7 @@ def latest(queryset, field):
 
 def databases_with_facts():
     runs = BackupRun.objects.filter(database=OuterRef("pk")).order_by("-created")
-    good = runs.filter(status=Status.SUCCEEDED, verified=BackupRun.Verified.PASSED)
+    good = runs.good()
     drills = Drill.objects.filter(database=OuterRef("pk")).exclude(status__in=ACTIVE_STATES).order_by("-created")
     return (
         Database.objects.select_related("primary_storage", "policy")

@@ -69,6 +69,6 @@ def daily_digest() -> int:
 
     since = timezone.now() - timezone.timedelta(days=1)
     runs = BackupRun.objects.filter(created__gte=since)
-    ok = runs.filter(status=Status.SUCCEEDED, verified=BackupRun.Verified.PASSED).count()
+    ok = runs.good().count()
     event("digest", f"Last 24 h: {ok} verified backups of {runs.count()} runs.")
     return ok

@@ -28,6 +28,7 @@ from backups.models import Artifact, BackupRun, Storage
 from backups.pgtools import PgError, tool_for
 from backups.storage import StorageError, backend_for
 from controlpanel.jobs import run_tool
+from controlpanel.models import TERMINAL_STATES, Status
 from drills.models import Verification
 from backups.pipeline import Background
 from drills.sandbox import backend as sandbox_backend
@@ -231,8 +232,14 @@ class Verifier:
         failed = [c for c in self.checks if not c.ok]
         passed = not failed
         verified = BackupRun.Verified.PASSED if passed else BackupRun.Verified.FAILED
-        if self.verification.kind == Verification.Kind.PERIODIC and passed and self.run.verified == BackupRun.Verified.FAILED:
-            verified = BackupRun.Verified.FAILED  # checksums alone do not clear a failed full verification
+        if self.verification.checksums_only and passed and self.run.verified == BackupRun.Verified.FAILED:
+            # Checksums alone do not clear a failed full verification, but they
+            # do clear a failed re-check (say, a storage that was unreachable):
+            # what counts is how the last full verification ended.
+            last_full = (self.run.verifications.filter(checksums_only=False, status__in=TERMINAL_STATES)
+                         .order_by("-created").first())
+            if last_full is None or last_full.status != Status.SUCCEEDED:
+                verified = BackupRun.Verified.FAILED
         BackupRun.objects.filter(pk=self.run.pk).update(verified=verified)
         if failed:
             raise VerificationFailed("; ".join(f"[{c.storage}] {c.artifact} {c.check}: {c.detail}" for c in failed))

@@ -60,3 +60,17 @@ def test_pinned_backups_are_kept(source_database):
     make_run(source_database, local, 1)
     prune_all()
     assert alive(pinned)
+
+
+@pytest.mark.django_db
+def test_a_pruned_run_is_never_the_last_good_one(source_database):
+    local = source_database.primary_storage
+    old_good = make_run(source_database, local, 30)
+    newest = make_run(source_database, local, 1, verified=Verified.FAILED)
+    assert source_database.last_good_run() == old_good
+    BackupRun.objects.filter(pk=old_good.pk).update(pruned=timezone.now())  # its files are gone
+    assert source_database.last_good_run() is None
+    from controlpanel.overview import overview_rows
+
+    assert overview_rows()[0]["database"].last_good_id is None
+    assert newest.verified == Verified.FAILED

@@ -151,3 +151,46 @@ def test_no_sandbox_is_left_behind(backed_up, settings):
     assert list(sandbox_root().iterdir()) == []
     out = subprocess.run(["pgrep", "-f", str(sandbox_root())], capture_output=True, text=True).stdout
     assert out.strip() == ""
+
+
+def test_a_storage_hiccup_during_a_recheck_neither_loses_the_backup_nor_its_verified_state(backed_up, s3_storage,
+                                                                                           s3_client):
+    """The only fully verified backup fails a weekly re-check while a copy is briefly missing: retention
+    still keeps it, and the next passing re-check makes it 'verified' again."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from backups.retention import prune_all
+
+    key = backed_up.artifacts.get(storage=s3_storage, name="full.dump.zst").key
+    body = s3_client.get_object(Bucket=s3_storage.bucket, Key=key)["Body"].read()
+    s3_client.delete_object(Bucket=s3_storage.bucket, Key=key)
+    recheck = verify(backed_up, kind=Verification.Kind.PERIODIC, checksums_only=True)
+    assert recheck.status == Status.FAILED
+    backed_up.refresh_from_db()
+    assert backed_up.verified == BackupRun.Verified.FAILED and backed_up.database.last_good_run() is None
+
+    # Weeks later, a newer backup exists that never passed verification: the old one is past every
+    # storage's retention, and yet it is still the last evidence of a restorable backup.
+    BackupRun.objects.filter(pk=backed_up.pk).update(created=timezone.now() - timedelta(days=200))
+    newer = BackupRun.objects.create(database=backed_up.database, status=Status.SUCCEEDED,
+                                     verified=BackupRun.Verified.FAILED)
+    prune_all()
+    assert backed_up.artifacts.filter(deleted_at__isnull=True).count() == backed_up.artifacts.count()
+
+    s3_client.put_object(Bucket=s3_storage.bucket, Key=key, Body=body)  # the storage is back
+    assert verify(backed_up, kind=Verification.Kind.PERIODIC, checksums_only=True).status == Status.SUCCEEDED
+    backed_up.refresh_from_db()
+    assert backed_up.verified == BackupRun.Verified.PASSED and backed_up.database.last_good_run() == backed_up
+    assert newer.pk != backed_up.pk
+
+
+def test_checksums_alone_never_clear_a_failed_full_verification(backed_up):
+    full = verify(backed_up, checksums_only=False)
+    assert full.status == Status.SUCCEEDED
+    Verification.objects.filter(pk=full.pk).update(status=Status.FAILED)  # as if the schema had not replayed
+    BackupRun.objects.filter(pk=backed_up.pk).update(verified=BackupRun.Verified.FAILED)
+    assert verify(backed_up, kind=Verification.Kind.PERIODIC, checksums_only=True).status == Status.SUCCEEDED
+    backed_up.refresh_from_db()
+    assert backed_up.verified == BackupRun.Verified.FAILED
