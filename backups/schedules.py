@@ -27,7 +27,27 @@ def schedule_name(database: Database, kind: str) -> str:
     return f"{database.name}: {kind}"
 
 
+def our_rows(database: Database):
+    """Every beat row of this database, whatever name it was created under."""
+    tasks = {task for task, *_ in [*SCHEDULES.values(), *PITR_SCHEDULES.values()]} | {HEARTBEAT_TASK}
+    return PeriodicTask.objects.filter(task__in=tasks, args=json.dumps([database.pk]))
+
+
+def follow_rename(database: Database) -> None:
+    """Rows are named "<database>: <kind>": after a rename, carry them over
+    instead of leaving the old ones to fire beside new ones."""
+    for row in our_rows(database).exclude(name__startswith=f"{database.name}: "):
+        kind = row.name.split(": ", 1)[-1]
+        new_name = schedule_name(database, kind)
+        if PeriodicTask.objects.filter(name=new_name).exists():
+            row.delete()
+        else:
+            row.name = new_name
+            row.save(update_fields=["name"])
+
+
 def sync_database_schedules(database: Database, policy: BackupPolicy | None = None) -> None:
+    follow_rename(database)
     if policy is None:
         policy = BackupPolicy.objects.filter(database=database).first()
         if policy is None:
@@ -98,6 +118,9 @@ def sync_pitr_schedules(setup) -> None:
         )
 
 
+HEARTBEAT_TASK = "backups.tasks.write_pitr_heartbeat"
+
+
 def sync_pitr_heartbeat(setup) -> None:
     from django_celery_beat.models import IntervalSchedule
 
@@ -107,10 +130,11 @@ def sync_pitr_heartbeat(setup) -> None:
         return
     interval, _ = IntervalSchedule.objects.get_or_create(every=setup.heartbeat_seconds, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.update_or_create(
-        name=name, defaults={"task": "backups.tasks.write_pitr_heartbeat", "interval": interval, "crontab": None,
+        name=name, defaults={"task": HEARTBEAT_TASK, "interval": interval, "crontab": None,
                              "args": json.dumps([setup.database_id]), "enabled": True})
 
 
 def remove_database_schedules(database: Database) -> None:
     names = [schedule_name(database, k) for k in [*SCHEDULES, *PITR_SCHEDULES, "pitr heartbeat"]]
     PeriodicTask.objects.filter(name__in=names).delete()
+    our_rows(database).delete()

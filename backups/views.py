@@ -113,13 +113,14 @@ def schema_diff(request, name):
 
     database = get_object_or_404(Database, name=name)
     wanted = [request.GET.get(key, "") for key in ("a", "b")]
-    wanted = [value for value in wanted if value.isascii() and value.isdigit() and len(value) < 19]
-    runs = {str(r.pk): r for r in database.runs.filter(pk__in=wanted)}
-    if len(runs) != 2 or len(wanted) != 2:
+    # "011" and "11" are the same run: compare numbers, not strings.
+    wanted = [int(value) for value in wanted if value.isascii() and value.isdigit() and len(value) < 19]
+    runs = {r.pk: r for r in database.runs.filter(pk__in=wanted)}
+    if len(wanted) != 2 or len(runs) != len(set(wanted)) or len(set(wanted)) != 2:
         return render(request, "backups/schema_diff.html", {"database": database, "error": "Choose two backups."})
     texts = []
-    for key in ("a", "b"):
-        run = runs[request.GET[key]]
+    for pk in wanted:
+        run = runs[pk]
         artifact = run.artifacts.filter(name="schema.sql", deleted_at__isnull=True).select_related("storage").first()
         if artifact is None:
             return render(request, "backups/schema_diff.html",

@@ -113,3 +113,43 @@ def test_schedules_follow_the_database_however_it_is_edited(source_database):
     assert PeriodicTask.objects.get(name="app: dump").crontab.hour == "*/6"
     source_database.delete()
     assert not PeriodicTask.objects.filter(name="app: dump").exists()
+
+
+def test_running_add_storage_again_keeps_what_it_does_not_set(capsys, tmp_path):
+    assert run_cli(capsys, "add_storage", "disk", "--local", str(tmp_path / "b"), "--retention-days", "90")[0] == 0
+    Storage.objects.filter(name="disk").update(multipart_chunk_mb=64)
+    assert run_cli(capsys, "add_storage", "disk", "--local", str(tmp_path / "b2"))[0] == 0
+    storage = Storage.objects.get(name="disk")
+    assert (storage.path, storage.retention_days, storage.multipart_chunk_mb) == (str(tmp_path / "b2"), 90, 64)
+    assert run_cli(capsys, "add_storage", "disk", "--local", str(tmp_path / "b2"), "--retention-days", "7")[0] == 0
+    assert Storage.objects.get(name="disk").retention_days == 7
+
+
+def test_running_add_database_again_keeps_what_it_does_not_set(capsys, tmp_path, monkeypatch, make_pg_database,
+                                                               s3_endpoint, s3_bucket):
+    dbname = make_pg_database()
+    monkeypatch.setenv("APP_DSN", f"postgresql://postgres@127.0.0.1:5432/{dbname}")
+    for key, value in S3_KEYS.items():
+        monkeypatch.setenv(key.upper(), value)
+    assert run_cli(capsys, "add_storage", "disk", "--local", str(tmp_path / "b"))[0] == 0
+    assert run_cli(capsys, "add_storage", "r2", "--s3-endpoint", s3_endpoint, "--bucket", s3_bucket,
+                   "--region", "us-east-1", "--path-style")[0] == 0
+    assert run_cli(capsys, "add_database", "app", "--dsn-env", "APP_DSN", "--storage", "disk", "--offsite", "r2",
+                   "--timezone", "America/New_York", "--globals", "--no-test")[0] == 0
+    Database.objects.filter(name="app").update(smoke_sql="SELECT 1", agent_queue="agent.db1", rto_budget_seconds=600,
+                                               tables_that_matter=["public.orders"])
+    code, _, err = run_cli(capsys, "add_database", "app", "--dsn-env", "APP_DSN", "--storage", "disk", "--no-test")
+    assert code == 0, err
+    database = Database.objects.get(name="app")
+    assert (database.timezone, database.include_globals, database.smoke_sql, database.agent_queue,
+            database.rto_budget_seconds, database.tables_that_matter) == (
+        "America/New_York", True, "SELECT 1", "agent.db1", 600, ["public.orders"])
+    assert [s.name for s in database.offsite_storages.all()] == ["r2"]
+    assert str(PeriodicTask.objects.get(name="app: dump").crontab.timezone) == "America/New_York"
+
+
+def test_impossible_target_times_are_refused_plainly(capsys, source_database):
+    for command in (("drill", "app", "--pitr"), ("pitr", "app")):
+        for moment in ("2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z", "2026-11-24T10:00:00"):
+            code, _, err = run_cli(capsys, *command, "--target-time", moment, "--inline")
+            assert code == 1 and "ISO 8601 with a time zone" in err and "Traceback" not in err

@@ -74,3 +74,34 @@ def test_the_next_runs_preview_follows_the_typed_expression(client, viewer):
     assert "never fires" in body
     body = client.get("/schedules/next-runs/", {"cron": "0 3 * * *", "tz": "Mars/Olympus"}).content.decode()
     assert "Unknown time zone" in body
+
+
+def test_a_renamed_database_keeps_one_set_of_schedules(client, source_database, panel_admin):
+    from backups.models import PitrSetup
+    from django.utils import timezone
+
+    PitrSetup.objects.create(database=source_database, stanza="app", repo_path="/tmp/unused", enabled=timezone.now())
+    before = set(PeriodicTask.objects.values_list("name", flat=True))
+    assert {"app: dump", "app: drill", "app: base backup full"} <= before
+    source_database.name = "shop"
+    source_database.save()
+    after = set(PeriodicTask.objects.values_list("name", flat=True))
+    assert not [n for n in after if n.startswith("app: ")]
+    assert {n.replace("app: ", "shop: ") for n in before if n.startswith("app: ")} <= after
+    client.force_login(panel_admin)
+    client.post("/databases/shop/schedule/", {**VALID, "enabled": ""})  # pausing reaches every row of the database
+    assert not PeriodicTask.objects.filter(name__in=["shop: dump", "shop: drill"], enabled=True).exists()
+    pk = source_database.pk
+    source_database.delete()
+    assert not PeriodicTask.objects.filter(args=f"[{pk}]").exists()
+
+
+def test_schema_diff_with_padded_ids_is_not_a_500(client, source_database, viewer):
+    from backups.models import BackupRun
+
+    runs = [BackupRun.objects.create(database=source_database, status="succeeded") for _ in range(2)]
+    client.force_login(viewer)
+    response = client.get(f"/databases/app/schema-diff/?a=0{runs[0].pk}&b={runs[1].pk}")
+    assert response.status_code == 200 and "has no schema.sql left" in response.content.decode()
+    response = client.get(f"/databases/app/schema-diff/?a={runs[0].pk}&b=0{runs[0].pk}")
+    assert response.status_code == 200 and "Choose two backups" in response.content.decode()

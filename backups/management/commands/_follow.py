@@ -51,3 +51,17 @@ def env_text(variable: str) -> str | None:
         except UnicodeEncodeError:
             raise CommandError(f"Environment variable {variable} does not hold valid UTF-8 text.") from None
     return value
+
+
+def parse_target_time(text: str):
+    """An ISO 8601 moment with a time zone, or CommandError (impossible dates included)."""
+    from django.core.management.base import CommandError
+    from django.utils.dateparse import parse_datetime
+
+    try:
+        moment = parse_datetime(text)
+    except ValueError:  # well formed but impossible: 2026-02-30, month 13
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise CommandError("--target-time must be ISO 8601 with a time zone (e.g. 2026-11-24T14:32:01Z).")
+    return moment

@@ -17,39 +17,50 @@ class Command(TextArgsMixin, BaseCommand):
         where = parser.add_mutually_exclusive_group(required=True)
         where.add_argument("--local", metavar="PATH", help="a local directory")
         where.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint ('aws' for AWS itself)")
+        # Options left out keep the stored value when the storage exists (None: not given).
         parser.add_argument("--bucket")
-        parser.add_argument("--prefix", default="")
-        parser.add_argument("--region", default="auto")
-        parser.add_argument("--path-style", action="store_true")
+        parser.add_argument("--prefix")
+        parser.add_argument("--region")
+        parser.add_argument("--path-style", action="store_true", default=None)
         parser.add_argument("--retention-days", type=int)
         parser.add_argument("--lifecycle-days", type=int)
-        parser.add_argument("--sse", choices=["AES256", "aws:kms"], default="")
-        parser.add_argument("--checksum-when-required", action="store_true",
+        parser.add_argument("--sse", choices=["AES256", "aws:kms"])
+        parser.add_argument("--checksum-when-required", action="store_true", default=None,
                             help="only send checksums the API requires (some S3-compatible services)")
         parser.add_argument("--no-test", action="store_true", help="do not test access now")
 
     def handle(self, *args, **o):
         s3 = o["s3_endpoint"] is not None
-        data = {
+        instance = Storage.objects.filter(name=o["name"]).first()
+        if instance is not None:  # an update: start from what is stored, not from the defaults
+            data = {field: getattr(instance, field) for field in StorageForm.Meta.fields
+                    if field not in ("access_key_id", "secret_access_key")}
+            data["lifecycle_days"] = instance.lifecycle_days or ""
+        else:
+            instance = Storage()
+            data = {"prefix": "", "region": "auto", "path_style": False, "server_side_encryption": "",
+                    "checksum_when_required": False, "multipart_chunk_mb": 5, "lifecycle_days": "",
+                    "retention_days": 90 if s3 else 14}
+        given = {
             "name": o["name"],
             "kind": Storage.Kind.S3 if s3 else Storage.Kind.LOCAL,
             "path": o["local"] or "",
             "endpoint_url": "" if not s3 or o["s3_endpoint"] == "aws" else o["s3_endpoint"],
-            "bucket": o["bucket"] or "",
+            "bucket": o["bucket"] if s3 else "",
             "prefix": o["prefix"],
             "region": o["region"],
             "path_style": o["path_style"],
-            "retention_days": o["retention_days"] if o["retention_days"] is not None else (90 if s3 else 14),
-            "lifecycle_days": o["lifecycle_days"] or "",
+            "retention_days": o["retention_days"],
+            "lifecycle_days": o["lifecycle_days"] or ("" if o["lifecycle_days"] == 0 else None),
             "server_side_encryption": o["sse"],
             "checksum_when_required": o["checksum_when_required"],
-            "multipart_chunk_mb": 5,
+            # Empty keys keep the stored ones (write-only secrets).
             "access_key_id": (env_secret("AWS_ACCESS_KEY_ID") or "") if s3 else "",
             "secret_access_key": (env_secret("AWS_SECRET_ACCESS_KEY") or "") if s3 else "",
         }
-        if s3 and not o["bucket"]:
+        data.update({key: value for key, value in given.items() if value is not None})
+        if s3 and not data.get("bucket"):
             raise CommandError("--bucket is required with --s3-endpoint.")
-        instance = Storage.objects.filter(name=o["name"]).first() or Storage()
         form = StorageForm(data, instance=instance)
         if not form.is_valid():
             raise CommandError(form_errors(form))

@@ -41,16 +41,14 @@ class Command(TextArgsMixin, BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, name, run, inline, wait, json: bool, pitr, target_time, **options):
-        from django.utils.dateparse import parse_datetime
+        from backups.management.commands._follow import parse_target_time
 
         database = Database.objects.filter(name=name).first()
         if database is None:
             raise CommandError(f"No database named {name!r}.")
         source, extra = None, {}
         if pitr:
-            target = parse_datetime(target_time) if target_time else None
-            if target_time and (target is None or target.tzinfo is None):
-                raise CommandError("--target-time must be ISO 8601 with a time zone.")
+            target = parse_target_time(target_time) if target_time else None
             extra = {"details": {"pitr": True}, "pitr_target": target}
         elif run is not None:
             source = BackupRun.objects.filter(pk=run, database=database, status=Status.SUCCEEDED).first()

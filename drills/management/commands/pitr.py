@@ -5,9 +5,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from backups.management.commands._follow import TextArgsMixin
 from django.db import transaction
-from django.utils.dateparse import parse_datetime
 
-from backups.management.commands._follow import follow, iso
+from backups.management.commands._follow import follow, iso, parse_target_time
 from backups.models import Database
 from controlpanel.models import Status, Trigger
 
@@ -36,10 +35,7 @@ class Command(TextArgsMixin, BaseCommand):
             raise CommandError(f"No database named {name!r}.")
         target = None
         if target_time != "latest":
-            target = parse_datetime(target_time)
-            if target is None or target.tzinfo is None:
-                raise CommandError("--target-time must be ISO 8601 with a time zone (e.g. 2026-11-24T14:32:01Z) "
-                                   "or 'latest'.")
+            target = parse_target_time(target_time)
         if not 1 <= hours <= 336:
             raise CommandError("--hours must be between 1 and 336.")
         datadir = options.get("to_datadir") or ""
