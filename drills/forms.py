@@ -78,14 +78,12 @@ class PitrRestoreForm(StorableTextMixin, forms.Form):
             raise ValidationError(f"Type {self.database.name} exactly to confirm.")
         return value
 
-    def clean_target_time(self):
-        value = self.cleaned_data.get("target_time")
-        if value is None:
-            return None
-        # The browser sends wall-clock time, which Django read in the panel's
-        # time zone; it means the database's.
-        wall_clock = timezone.make_naive(value) if timezone.is_aware(value) else value
-        return timezone.make_aware(wall_clock, self.zone)
+    def full_clean(self):
+        # The browser sends wall-clock time, which means the database's zone:
+        # read it there (a time that zone skips or repeats is refused there,
+        # whatever the panel's own zone).
+        with timezone.override(self.zone):
+            super().full_clean()
 
     def clean(self):
         cleaned = super().clean()

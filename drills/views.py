@@ -30,8 +30,15 @@ def database_drill(request, name):
 @permission_required("drills.run_verification", raise_exception=True)
 def run_verify(request, pk):
     run = get_object_or_404(BackupRun, pk=pk, status=Status.SUCCEEDED)
+    if run.pruned:
+        return _pruned(request, run)
     verification = start_verification(run, request=request)
     return redirect("verification-detail", pk=verification.pk)
+
+
+def _pruned(request, run):
+    messages.error(request, f"Backup #{run.pk} was deleted by retention; choose a newer one.")
+    return redirect("run-detail", pk=run.pk)
 
 
 def drill_detail(request, pk):
@@ -57,6 +64,8 @@ def _job_page(request, job, template, partial, name):
 @permission_required("drills.run_restore", raise_exception=True)
 def run_restore(request, pk):
     run = get_object_or_404(BackupRun.objects.select_related("database"), pk=pk, status=Status.SUCCEEDED)
+    if run.pruned:
+        return _pruned(request, run)
     form = RestoreForm(request.POST or None, initial={"target_database": run.database}, source_name=run.database.name)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

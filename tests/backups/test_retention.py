@@ -74,3 +74,21 @@ def test_a_pruned_run_is_never_the_last_good_one(source_database):
 
     assert overview_rows()[0]["database"].last_good_id is None
     assert newest.verified == Verified.FAILED
+
+
+@pytest.mark.django_db
+def test_a_pruned_run_says_so_and_offers_no_restore(client, panel_admin, source_database):
+    local = source_database.primary_storage
+    old = make_run(source_database, local, 40)
+    make_run(source_database, local, 1)
+    prune_all()
+    old.refresh_from_db()
+    assert old.pruned
+    client.force_login(panel_admin)
+    page = client.get(f"/runs/{old.pk}/").content.decode()
+    assert 'id="run-pruned"' in page and "deleted " in page
+    assert 'id="restore-button"' not in page and 'id="verify-now"' not in page
+    response = client.get(f"/runs/{old.pk}/restore/", follow=True)
+    assert "deleted by retention" in response.content.decode()
+    response = client.post(f"/runs/{old.pk}/verify/", follow=True)
+    assert "deleted by retention" in response.content.decode() and not old.verifications.exists()

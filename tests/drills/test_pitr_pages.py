@@ -175,3 +175,20 @@ def test_pitr_pages_of_a_database_without_pitr_are_not_found(client, source_data
     assert client.get("/databases/app/pitr/restore/").status_code == 404
     assert client.post("/databases/app/pitr/base-backup/").status_code == 404
     assert client.post("/databases/app/pitr/drill/").status_code == 404
+
+
+def test_the_moment_is_read_in_the_database_zone_whatever_the_panel_zone(settings, source_database):
+    from backups.wal import RecoveryWindow
+    from drills.forms import PitrRestoreForm
+
+    settings.TIME_ZONE = "Europe/Berlin"  # 02:30 on these days does not exist / happens twice in Berlin
+    window = RecoveryWindow(timezone.now() - timedelta(days=3000), timezone.now())
+    for wall_clock in ("2026-03-29T02:30:00", "2026-10-25T02:30:00"):
+        form = PitrRestoreForm({"target_time": wall_clock, "keep_hours": 1, "confirm_source": "app"},
+                               database=source_database, window=window)  # the database runs on UTC
+        assert form.is_valid(), form.errors
+        assert form.cleaned_data["target_time"].isoformat() == wall_clock + "+00:00"
+    source_database.timezone = "Europe/Berlin"
+    form = PitrRestoreForm({"target_time": "2026-03-29T02:30:00", "keep_hours": 1, "confirm_source": "app"},
+                           database=source_database, window=window)
+    assert not form.is_valid() and "Europe/Berlin" in str(form.errors["target_time"])
