@@ -237,6 +237,8 @@ RETRY_BACKOFF = env_int("RESTORABLE_RETRY_BACKOFF", 30, minimum=0)
 # How long a job keeps trying to record its outcome while the panel's own
 # database is unreachable (a restart, a failover) before giving up.
 METADATA_RETRY_SECONDS = env_int("RESTORABLE_METADATA_RETRY_SECONDS", 120, minimum=0)
+# How often each drills worker removes its host's sandboxes left by killed jobs or past their hours.
+SANDBOX_REAP_SECONDS = env_int("RESTORABLE_SANDBOX_REAP_SECONDS", 300, minimum=5)
 QUEUE_REDELIVER_SECONDS = env_int("RESTORABLE_QUEUE_REDELIVER_SECONDS", 600, minimum=30)
 QUEUE_TIMEOUT_SECONDS = env_int("RESTORABLE_QUEUE_TIMEOUT_SECONDS", 6 * 3600, minimum=60)
 AGENT_QUEUE = env_str("RESTORABLE_AGENT_QUEUE") or f"agent.{socket.gethostname()}"
