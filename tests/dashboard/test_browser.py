@@ -193,3 +193,19 @@ def test_an_admin_edits_schedules_with_a_live_preview_and_adds_an_alert_channel(
         shot(page, "12-alert-channels")
     finally:
         receiver.close()
+
+
+def test_an_operator_cancels_a_queued_backup_from_its_page(browser, live_server, source_database, operator):
+    from backups.services import create_backup_run
+
+    run = create_backup_run(source_database)  # no worker takes it: it stays queued
+    page = log_in(browser, live_server.url, operator.username, "correct-horse-battery")
+    page.goto(f"{live_server.url}/runs/{run.pk}/")
+    expect(page.locator("#run-status")).to_have_text("Queued")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Cancel backup #...? Whatever it stored so far is removed."
+    page.click("#cancel-job")
+    expect(page.locator("#run-status")).to_have_text("Cancelled", timeout=10_000)
+    expect(page.locator("#cancel-job")).to_have_count(0)
+    shot(page, "13-cancelled-run")
+    run.refresh_from_db()
+    assert run.status == "cancelled" and run.cancel_requested
