@@ -26,36 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.backup import BENCH_DB, PG, make_dataset, settle, sh  # noqa: E402
-
-DRILL = """
-import io, json, os, time
-import django
-django.setup()
-from django.core.management import call_command
-out = io.StringIO()
-t0 = time.perf_counter()
-try:
-    call_command("drill", "bench", "--inline", "--json", stdout=out)
-except SystemExit:
-    pass
-result = json.loads(out.getvalue())
-result["wall"] = time.perf_counter() - t0
-print(json.dumps(result))
-"""
-
-SANDBOX = """
-import json, time
-import django
-django.setup()
-from drills.sandbox import LocalSandboxes
-times = []
-for _ in range(5):
-    t0 = time.perf_counter()
-    sandbox = LocalSandboxes().create(15)
-    times.append(time.perf_counter() - t0)
-    sandbox.remove()
-print(json.dumps(times))
-"""
+from bench.worker import sandbox_start_times, timed_command  # noqa: E402
 
 
 def panel(data_dir: Path) -> dict:
@@ -101,14 +72,6 @@ def by_hand(dump_zst: Path, jobs: int) -> float:
     return elapsed
 
 
-def drill(env: dict) -> dict:
-    result = subprocess.run([sys.executable, "-c", DRILL], env=env, cwd=ROOT, capture_output=True, text=True)
-    data = json.loads(result.stdout.strip().splitlines()[-1])
-    if data["status"] != "succeeded":
-        raise RuntimeError(f"drill failed: {data['error']}")
-    return data
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=20)
@@ -124,9 +87,8 @@ def main() -> int:
             settle()
             raw.append(by_hand(Path(env["DUMP"]), jobs))
             settle()
-            ours.append(drill(env))
-        sandbox = json.loads(subprocess.run([sys.executable, "-c", SANDBOX], env=env, cwd=ROOT,
-                                            capture_output=True, text=True, check=True).stdout)
+            ours.append(timed_command(env, "drill", "bench", "--inline", "--json"))
+        sandbox = sandbox_start_times(env)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         subprocess.run(["psql", *PG, "-d", "postgres", "-qc", f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"],

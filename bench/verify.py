@@ -27,35 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.backup import BENCH_DB, PG, make_dataset, s3_client, settle, setup_panel, sh, start_moto  # noqa: E402
-
-VERIFY = """
-import io, json, os, time
-import django
-django.setup()
-from django.core.management import call_command
-out = io.StringIO()
-t0 = time.perf_counter()
-try:
-    call_command("verify", os.environ["RUN_ID"], "--inline", "--json", stdout=out)
-except SystemExit:
-    pass
-result = json.loads(out.getvalue())
-result["wall"] = time.perf_counter() - t0
-print(json.dumps(result))
-"""
-
-SANDBOX = """
-import json, time
-import django
-django.setup()
-from drills.sandbox import LocalSandboxes
-times = []
-for _ in range(5):
-    t0 = time.perf_counter()
-    LocalSandboxes().create(15).remove()
-    times.append(time.perf_counter() - t0)
-print(json.dumps(times))
-"""
+from bench.worker import sandbox_start_times, timed_command  # noqa: E402
 
 
 def backup(env: dict) -> dict:
@@ -102,15 +74,6 @@ def by_hand(run: dict, endpoint: str, workdir: Path, local_root: Path) -> float:
     return time.perf_counter() - started
 
 
-def restorable(env: dict, run_id: int) -> float:
-    result = subprocess.run([sys.executable, "-c", VERIFY], env={**env, "RUN_ID": str(run_id)}, cwd=ROOT,
-                            capture_output=True, text=True)
-    data = json.loads(result.stdout.strip().splitlines()[-1])
-    if data["status"] != "succeeded":
-        raise RuntimeError(f"verification failed: {data['error']}")
-    return data["wall"]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=20)
@@ -128,9 +91,8 @@ def main() -> int:
             settle()
             raw.append(by_hand(run, endpoint, workdir, workdir / "panel" / "backups"))
             settle()
-            ours.append(restorable(env, run["id"]))
-        sandbox = json.loads(subprocess.run([sys.executable, "-c", SANDBOX], env=env, cwd=ROOT,
-                                            capture_output=True, text=True, check=True).stdout)
+            ours.append(timed_command(env, "verify", str(run["id"]), "--inline", "--json")["wall"])
+        sandbox = sandbox_start_times(env)
     finally:
         proc.terminate()
         proc.wait()

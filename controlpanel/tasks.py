@@ -64,7 +64,6 @@ def daily_digest() -> int:
     from django.utils import timezone
 
     from backups.models import BackupRun
-    from controlpanel.models import Status
     from controlpanel.notify import event
 
     since = timezone.now() - timezone.timedelta(days=1)
