@@ -1,16 +1,13 @@
 """Databases to protect, where their backups go, and what each run produced."""
 
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
 from controlpanel.crypto import EncryptedTextField
 from controlpanel.models import Job, Status
+from controlpanel.validators import name_validator  # noqa: F401 (imported from here too)
 
-name_validator = RegexValidator(
-    r"^[a-z0-9][a-z0-9_-]{0,62}$",
-    "Use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit.",
-)
 
 
 class Storage(models.Model):

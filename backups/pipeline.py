@@ -207,7 +207,8 @@ def stream_command(argv: list[str], env: dict, tee: Tee, progress: Progress, wha
     """Run ARGV and stream its stdout into TEE; returns the raw bytes read.
     A cancel of the job stops the process (see controlpanel.jobs)."""
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env, stdin=subprocess.DEVNULL,
+                                start_new_session=True)  # a cancel signals its whole group
         widen_pipe(proc.stdout)
         try:
             with cancellable(proc):

@@ -15,14 +15,22 @@ def database_saved(sender, instance, raw=False, **kwargs):
         policy, created = BackupPolicy.objects.get_or_create(database=instance)
         if not created:  # a new policy synced itself in policy_saved
             sync_database_schedules(instance, policy=policy)
+            setup = PitrSetup.objects.filter(database=instance).first()
+            if setup is not None:  # its time zone may have changed
+                from backups.schedules import sync_pitr_schedules
+
+                sync_pitr_schedules(setup)
 
 
 @receiver(post_save, sender=BackupPolicy)
 def policy_saved(sender, instance, raw=False, **kwargs):
     if not raw:
-        from backups.schedules import sync_database_schedules
+        from backups.schedules import sync_database_schedules, sync_pitr_schedules
 
         sync_database_schedules(instance.database, policy=instance)
+        setup = PitrSetup.objects.filter(database=instance.database).first()
+        if setup is not None:  # the PITR drill follows the drill schedule, an hour later
+            sync_pitr_schedules(setup)
 
 
 @receiver(post_delete, sender=Database)

@@ -43,7 +43,8 @@ def requeue(run: BackupRun) -> bool:
 
     attempts = run.details.get("attempts", []) + [run.error]
     try:
-        updated = BackupRun.objects.filter(pk=run.pk, status="failed").update(
+        # Not a run someone asked to cancel: it failed before the worker saw the request.
+        updated = BackupRun.objects.filter(pk=run.pk, status="failed", cancel_requested__isnull=True).update(
             status="queued", started=None, finished=None, stamp="", bytes_dumped=0, bytes_uploaded=0,
             error="", details={**run.details, "attempts": attempts, "transient": False},
         )

@@ -244,8 +244,10 @@ def run_detail(request, pk):
     context = {"run": run, "artifacts": run.artifacts.select_related("storage"), "verification": verification}
     if request.htmx:
         response = render(request, "backups/partials/run_progress.html", context)
-        # Keep polling until the backup is done and its verification has ended too.
-        verifying = run.status == Status.SUCCEEDED and run.verified == BackupRun.Verified.PENDING
+        # Keep polling until the backup is done and its verification has ended too
+        # (a cancelled verification ends it, leaving the run "not verified yet").
+        verifying = (run.status == Status.SUCCEEDED and run.verified == BackupRun.Verified.PENDING
+                     and (verification is None or verification.is_active))
         if not run.is_active and not verifying:
             response.status_code = 286  # htmx stops polling
         return response

@@ -96,13 +96,6 @@ class ChannelForm(KeepSecretsModelForm):
         super().__init__(*args, **kwargs)
         self.fields["events"].choices = NotificationChannel.Event.choices
 
-    def clean_name(self):
-        from backups.models import name_validator
-
-        name = self.cleaned_data["name"]
-        name_validator(name)
-        return name
-
     def clean_url(self):
         import apprise
 

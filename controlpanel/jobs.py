@@ -1,6 +1,8 @@
 """Running a Job: claim it, keep its heartbeat, finish it on every path."""
 
 import logging
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -25,7 +27,7 @@ class JobCancelled(Exception):
     """The job was cancelled from the panel or the CLI."""
 
     def __str__(self) -> str:
-        return "Cancelled before it finished; what it had stored was removed."
+        return "Cancelled before it finished."
 
 
 class CancelToken:
@@ -71,12 +73,21 @@ def check_cancelled() -> None:
         raise JobCancelled()
 
 
+def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Signal the process's group: a tool started in a session of its own
+    (runuser and what it runs, pg_restore's parallel workers)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    """SIGTERM (runuser passes it on to its child), then SIGKILL after GRACE seconds."""
+    """SIGTERM to the process's group, then SIGKILL after GRACE seconds."""
     if proc.poll() is not None:
         return
-    proc.terminate()
-    timer = threading.Timer(grace, lambda: proc.poll() is None and proc.kill())
+    kill_group(proc, signal.SIGTERM)
+    timer = threading.Timer(grace, lambda: proc.poll() is None and kill_group(proc))
     timer.daemon = True
     timer.start()
 
@@ -104,11 +115,12 @@ def run_tool(argv, *, timeout=None, check: bool = False, capture_output: bool = 
     """subprocess.run that a cancel of the current job stops."""
     if capture_output:
         kwargs.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    with subprocess.Popen(argv, text=text, **kwargs) as proc, cancellable(proc):
+    # A session of its own, so that a cancel reaches every process the tool starts.
+    with subprocess.Popen(argv, text=text, start_new_session=True, **kwargs) as proc, cancellable(proc):
         try:
             out, err = proc.communicate(timeout=timeout)
-        except BaseException:
-            proc.kill()
+        except BaseException:  # a timeout, or the worker shutting down: nothing of the tool may outlive it
+            kill_group(proc)
             proc.communicate()
             raise
     check_cancelled()
@@ -185,6 +197,14 @@ def describe_failure(exc: BaseException) -> str:
     return f"Unexpected error ({type(exc).__name__}); the worker log has the details."
 
 
+def cancel_was_requested(job: Job) -> bool:
+    """Asked before the heartbeat thread looked (it looks every CANCEL_POLL seconds)."""
+    try:
+        return type(job).objects.filter(pk=job.pk, cancel_requested__isnull=False).exists()
+    except DatabaseError:
+        return False
+
+
 def run_job(job: Job, work) -> Job:
     """Claim JOB, run work(job) under a heartbeat, and always finish the job."""
     if not job.claim(worker=socket.gethostname()):
@@ -197,7 +217,7 @@ def run_job(job: Job, work) -> Job:
         with heartbeat(job, token=token):
             fields = work(job) or {}
     except BaseException as exc:
-        if token.event.is_set():  # whatever broke (a stopped pg_dump, say), the cause was the cancel
+        if token.event.is_set() or cancel_was_requested(job):  # whatever broke, a cancel was asked for
             log.info("%s cancelled", job)
             job.finish(Status.CANCELLED, str(JobCancelled()))
             return job

@@ -10,6 +10,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 
 from controlpanel.crypto import EncryptedTextField
+from controlpanel.validators import name_validator
 
 log = logging.getLogger("restorable.jobs")
 
@@ -258,7 +259,7 @@ class NotificationChannel(models.Model):
         RESTORE = "restore", "Restore started and finished"
         DIGEST = "digest", "Daily digest of successes"
 
-    name = models.CharField(max_length=63, unique=True)
+    name = models.CharField(max_length=63, unique=True, validators=[name_validator])
     url = EncryptedTextField("apprise URL", help_text="e.g. tgram://BOT_TOKEN/CHAT_ID, slack://..., json://host/path")
     events = models.JSONField(default=list, blank=True, help_text="Empty: every event but the digest.")
     enabled = models.BooleanField(default=True)

@@ -6,7 +6,7 @@ from django.db.models import OuterRef, Subquery
 
 from backups.models import BackupRun, Database
 from backups.schedules import next_runs
-from controlpanel.models import ACTIVE_STATES
+from controlpanel.models import ACTIVE_STATES, Status
 from drills.budgets import DrillFacts, assess
 from drills.models import Drill
 
@@ -18,7 +18,9 @@ def latest(queryset, field):
 def databases_with_facts():
     runs = BackupRun.objects.filter(database=OuterRef("pk")).order_by("-created")
     good = runs.good()
-    drills = Drill.objects.filter(database=OuterRef("pk")).exclude(status__in=ACTIVE_STATES).order_by("-created")
+    # A cancelled drill proves nothing either way: the last one that ended on its own counts.
+    drills = (Drill.objects.filter(database=OuterRef("pk")).exclude(status__in=[*ACTIVE_STATES, Status.CANCELLED])
+              .order_by("-created"))
     return (
         Database.objects.select_related("primary_storage", "policy")
         .annotate(

@@ -1,10 +1,11 @@
-"""The overview page and health endpoints."""
+"""The overview, health endpoints, alert channels and cancelling jobs."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -120,6 +121,10 @@ def channel_delete(request, name):
     AuditEvent.record("channel.delete", f"Notification channel {channel} deleted", request=request)
     channel.delete()
     messages.success(request, f"Channel {name} deleted.")
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("channel-list")
+        return response
     return redirect("channel-list")
 
 
@@ -134,7 +139,7 @@ CANCELLABLE = {
 
 CANCEL_MESSAGES = {
     "cancelled": "{job} was cancelled before it started.",
-    "requested": "Stopping {job}: it removes what it stored, then ends as cancelled.",
+    "requested": "Stopping {job}: it cleans up, then ends as cancelled.",
     "ended": "{job} had already ended ({status}).",
 }
 
@@ -149,7 +154,6 @@ def job_cancel(request, kind, pk):
     from django.apps import apps
     from django.core.exceptions import PermissionDenied
     from django.http import Http404
-    from django.urls import reverse
 
     from controlpanel.models import AuditEvent
 

@@ -100,6 +100,10 @@ class PitrRestoreForm(StorableTextMixin, forms.Form):
             elif self.window.earliest and target < self.window.earliest:
                 self.add_error("target_time", "That moment is before the end of the oldest base backup "
                                               f"({self.window.earliest.astimezone(self.zone):{fmt}}).")
+            elif self.window.latest and target > self.window.latest:
+                self.add_error("target_time", "That moment is after the last archived WAL segment as of the last "
+                                              f"check ({self.window.latest.astimezone(self.zone):{fmt}}); choose "
+                                              "the latest archived point instead.")
         if not self.window.usable:
             raise ValidationError("The repository holds no base backup yet: take one before restoring to a point "
                                   "in time.")

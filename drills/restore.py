@@ -13,7 +13,8 @@ from django.utils import timezone
 from backups.pgtools import ConnInfo
 from controlpanel.models import AuditEvent
 from drills.models import Restore
-from drills.restoring import RestoreFailed, create_database, database_exists, fetch_dump, pg_restore, restore_args
+from drills.restoring import (RestoreFailed, create_database, database_exists, drop_database, fetch_dump, pg_restore,
+                              restore_args)
 from drills.sandbox import backend as sandbox_backend
 from drills.verification import Staging
 
@@ -82,8 +83,16 @@ def restore_into_database(restore: Restore, dump, major: int, selection: list[st
     server = target_server(restore)
     overwrite = check_overwrite(restore)
     create_database(server, restore.target_dbname, drop_existing=overwrite)
-    pg_restore(dump, ConnInfo(server.host, server.port, restore.target_dbname, server.user, server.password,
-                              server.sslmode), major, selection=selection)
+    try:
+        pg_restore(dump, ConnInfo(server.host, server.port, restore.target_dbname, server.user, server.password,
+                                  server.sslmode), major, selection=selection)
+    except BaseException as exc:
+        # Never leave a half-restored database behind that could pass for a good one.
+        dropped = drop_database(server, restore.target_dbname)
+        if isinstance(exc, RestoreFailed):
+            note = "the half-restored database was dropped" if dropped else "the half-restored database is still there"
+            raise RestoreFailed(f"{exc} ({restore.target_dbname!r}: {note}.)") from None
+        raise
     return {"connection": {"host": server.host, "port": server.port, "dbname": restore.target_dbname,
                            "user": server.user, "overwrote": overwrite}}
 

@@ -1,6 +1,7 @@
 """What drills and restores share: fetch a dump from storage (checking its
 hash on the way) and pg_restore it into a server."""
 
+import logging
 import os
 import subprocess
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from backups.pgtools import ConnInfo, PgError, connect, tool_for
 from backups.storage import StorageError
 from controlpanel.jobs import run_tool
 from drills.verification import read_and_hash
+
+log = logging.getLogger("restorable.restore")
 
 
 class RestoreFailed(Exception):
@@ -66,6 +69,17 @@ def create_database(server: ConnInfo, dbname: str, drop_existing: bool = False) 
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(dbname)))
         except psycopg.Error as exc:
             raise RestoreFailed(f"Cannot create database {dbname!r}: {exc.diag.message_primary or exc}") from None
+
+
+def drop_database(server: ConnInfo, dbname: str) -> bool:
+    """Best effort, after a failed restore into DBNAME; True when it is gone."""
+    try:
+        with connect(server, dbname="postgres", autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        return True
+    except (PgError, psycopg.Error) as exc:
+        log.warning("could not drop the half-restored database %s: %s", dbname, exc)
+        return False
 
 
 def database_exists(server: ConnInfo, dbname: str) -> bool:

@@ -87,12 +87,15 @@ def execute_restore(job):
     from controlpanel.models import AuditEvent
     from drills.restore import run_restore
 
+    job.refresh_from_db()
+    if job.status == Status.CANCELLED:
+        return job  # cancelled while queued: it never starts
     event("restore_started", f"Restore #{job.pk} of {job.database} started", restore=job.pk, database=job.database.name)
     run_job(job, run_restore)
     job.refresh_from_db()
     if job.status != Status.SUCCEEDED:
-        AuditEvent.record("restore.finished", f"Restore #{job.pk} of {job.database} failed", obj=job,
-                          user=job.requested_by, result="failed", error=job.error)
+        AuditEvent.record("restore.finished", f"Restore #{job.pk} of {job.database} {job.status}", obj=job,
+                          user=job.requested_by, result=job.status, error=job.error)
     event("restore_finished", f"Restore #{job.pk} {job.status}", restore=job.pk, database=job.database.name)
     return job
 

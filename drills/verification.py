@@ -28,7 +28,7 @@ from backups.models import Artifact, BackupRun, Storage
 from backups.pgtools import PgError, tool_for
 from backups.storage import StorageError, backend_for
 from controlpanel.jobs import run_tool
-from controlpanel.models import TERMINAL_STATES, Status
+from controlpanel.models import Status
 from drills.models import Verification
 from backups.pipeline import Background
 from drills.sandbox import backend as sandbox_backend
@@ -236,7 +236,8 @@ class Verifier:
             # Checksums alone do not clear a failed full verification, but they
             # do clear a failed re-check (say, a storage that was unreachable):
             # what counts is how the last full verification ended.
-            last_full = (self.run.verifications.filter(checksums_only=False, status__in=TERMINAL_STATES)
+            last_full = (self.run.verifications.filter(checksums_only=False,
+                                                       status__in=(Status.SUCCEEDED, Status.FAILED))
                          .order_by("-created").first())
             if last_full is None or last_full.status != Status.SUCCEEDED:
                 verified = BackupRun.Verified.FAILED

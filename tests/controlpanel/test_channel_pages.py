@@ -44,7 +44,8 @@ def test_an_admin_adds_tests_edits_and_deletes_a_channel(client, panel_admin, re
     channel.refresh_from_db()
     assert channel.url == url and channel.events == [] and not channel.enabled
 
-    client.post("/channels/oncall/delete/")
+    response = client.post("/channels/oncall/delete/", HTTP_HX_REQUEST="true")  # the button asks first (hx-confirm)
+    assert response.status_code == 204 and response["HX-Redirect"] == "/channels/"
     assert not NotificationChannel.objects.exists()
     actions = list(AuditEvent.objects.order_by("pk").values_list("action", flat=True))
     assert actions == ["channel.save", "channel.save", "channel.delete"]
@@ -85,3 +86,11 @@ def test_viewers_and_operators_see_channels_but_cannot_change_them(client, viewe
         assert client.post("/channels/team/test/").status_code == 403
         assert client.post("/channels/team/delete/").status_code == 403
     assert NotificationChannel.objects.get().url.endswith(TOKEN)
+
+
+def test_channel_names_are_plain_everywhere_even_in_the_django_admin(admin_client):
+    response = admin_client.post("/admin/controlpanel/notificationchannel/add/", {
+        "name": "ops/alerts", "url": "json://127.0.0.1/hook", "events": "[]", "enabled": "on"})
+    assert response.status_code == 200 and "errorlist" in response.content.decode()
+    assert not NotificationChannel.objects.exists()
+    assert admin_client.get("/channels/").status_code == 200

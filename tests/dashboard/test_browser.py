@@ -202,7 +202,7 @@ def test_an_operator_cancels_a_queued_backup_from_its_page(browser, live_server,
     page = log_in(browser, live_server.url, operator.username, "correct-horse-battery")
     page.goto(f"{live_server.url}/runs/{run.pk}/")
     expect(page.locator("#run-status")).to_have_text("Queued")
-    page.once("dialog", lambda dialog: dialog.accept())  # "Cancel backup #...? Whatever it stored so far is removed."
+    page.once("dialog", lambda dialog: dialog.accept())  # "Cancel backup #... of app?"
     page.click("#cancel-job")
     expect(page.locator("#run-status")).to_have_text("Cancelled", timeout=10_000)
     expect(page.locator("#cancel-job")).to_have_count(0)

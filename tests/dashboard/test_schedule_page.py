@@ -105,3 +105,17 @@ def test_schema_diff_with_padded_ids_is_not_a_500(client, source_database, viewe
     assert response.status_code == 200 and "has no schema.sql left" in response.content.decode()
     response = client.get(f"/databases/app/schema-diff/?a={runs[0].pk}&b=0{runs[0].pk}")
     assert response.status_code == 200 and "Choose two backups" in response.content.decode()
+
+
+def test_the_pitr_drill_follows_an_edited_drill_schedule(client, source_database, panel_admin):
+    from backups.models import PitrSetup
+    from django.utils import timezone
+
+    PitrSetup.objects.create(database=source_database, stanza="app", repo_path="/tmp/unused", enabled=timezone.now())
+    client.force_login(panel_admin)
+    client.post("/databases/app/schedule/", {**VALID, "drill_cron": "30 9 * * 3"})
+    row = PeriodicTask.objects.get(name="app: pitr drill")
+    assert (row.crontab.minute, row.crontab.hour, row.crontab.day_of_week) == ("30", "10", "3")  # an hour later
+    source_database.timezone = "Asia/Tokyo"
+    source_database.save()
+    assert str(PeriodicTask.objects.get(name="app: base backup full").crontab.timezone) == "Asia/Tokyo"

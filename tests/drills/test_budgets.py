@@ -50,3 +50,13 @@ def test_a_drill_over_its_rto_budget_is_red(source_database):
     good_run(source_database, 1)
     Drill.objects.create(database=source_database, status=Status.SUCCEEDED, rto_seconds=7200, within_budget=False)
     assert database_health(source_database).color == RED
+
+
+def test_a_cancelled_drill_does_not_hide_a_failed_one(source_database):
+    from controlpanel.overview import overview_rows
+
+    Drill.objects.create(database=source_database, status=Status.FAILED, error="row counts differ")
+    Drill.objects.create(database=source_database, status=Status.CANCELLED, error="Cancelled before it finished.")
+    health = database_health(source_database)
+    assert health.color == RED and any("The last drill failed" in r for r in health.reasons)
+    assert overview_rows()[0]["health"].color == RED

@@ -183,3 +183,25 @@ def test_the_restore_form_refuses_an_existing_name_without_confirmation(client, 
         "target_dbname": existing, "confirm_source": verified_run.database.name})
     assert response.status_code == 200 and "type its name to confirm" in response.content.decode()
     assert not Restore.objects.exists()
+
+
+def test_a_failed_restore_into_a_new_database_leaves_no_half_restored_database(verified_run, make_pg_database,
+                                                                               monkeypatch):
+    from drills.restoring import RestoreFailed
+    from drills.tasks import execute_restore
+
+    target = make_pg_database("rs_half")
+    psql("postgres", f'DROP DATABASE "{target}"')
+
+    def restore_half_then_fail(dump, conninfo, major, selection=()):
+        psql(conninfo.dbname, "CREATE TABLE half_done (id int)")  # some of it went in
+        raise RestoreFailed("pg_restore failed (exit 1): out of disk space")
+
+    monkeypatch.setattr("drills.restore.pg_restore", restore_half_then_fail)
+    restore = Restore.objects.create(database=verified_run.database, source_run=verified_run,
+                                     target=Restore.Target.NEW_DATABASE, target_database=verified_run.database,
+                                     target_dbname=target)
+    restore = execute_restore(restore)
+    assert restore.status == Status.FAILED
+    assert "out of disk space" in restore.error and "the half-restored database was dropped" in restore.error
+    assert psql("postgres", f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"

@@ -64,6 +64,11 @@ def test_the_card_shows_archiving_the_window_and_base_backups(client, archiving_
     page = client.get("/databases/app/").content.decode()
     assert job.label in page and setup.archiver["last_archived_wal"] in page
     assert "→" in page and "no base backup yet" not in page
+    database.timezone = "America/New_York"
+    database.save()
+    window_text = client.get("/databases/app/").content.decode().split('id="recovery-window">')[1].split("</dd>")[0]
+    # Shown in the zone the restore form reads moments in (EST or EDT), not the panel's UTC.
+    assert "UTC" not in window_text and window_text.count(" E") == 2
 
 
 def test_base_backup_and_pitr_drill_buttons_queue_audited_jobs(client, archiving_cluster, operator, sent):
@@ -137,9 +142,16 @@ def test_the_restore_form_refuses_moments_outside_the_window_and_a_wrong_name(cl
 
     execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
     earliest = recovery_window(PitrSetup.objects.get(pk=setup.pk)).earliest
+    assert earliest is not None
+    # A window that ended five minutes ago, as the cached state would show after archiving stalled.
+    stop = (timezone.now() - timedelta(minutes=10)).timestamp()
+    PitrSetup.objects.filter(pk=setup.pk).update(
+        info={"backup": [{"timestamp": {"start": stop - 60, "stop": stop}}]},
+        archiver={"last_archived_time": (timezone.now() - timedelta(minutes=5)).isoformat()})
     cases = {
-        "before the end of the oldest base backup": (earliest - timedelta(minutes=5)),
+        "before the end of the oldest base backup": timezone.now() - timedelta(minutes=15),
         "in the future": timezone.now() + timedelta(hours=2),
+        "after the last archived WAL segment": timezone.now() - timedelta(minutes=2),
     }
     for message, moment in cases.items():
         response = client.post("/databases/app/pitr/restore/", {

@@ -194,3 +194,24 @@ def test_checksums_alone_never_clear_a_failed_full_verification(backed_up):
     assert verify(backed_up, kind=Verification.Kind.PERIODIC, checksums_only=True).status == Status.SUCCEEDED
     backed_up.refresh_from_db()
     assert backed_up.verified == BackupRun.Verified.FAILED
+
+
+def test_a_cancelled_full_verification_says_nothing_about_the_run(backed_up, s3_storage, s3_client):
+    key = backed_up.artifacts.get(storage=s3_storage, name="full.dump.zst").key
+    body = s3_client.get_object(Bucket=s3_storage.bucket, Key=key)["Body"].read()
+    s3_client.delete_object(Bucket=s3_storage.bucket, Key=key)
+    assert verify(backed_up, kind=Verification.Kind.PERIODIC, checksums_only=True).status == Status.FAILED
+    Verification.objects.create(run=backed_up, status=Status.CANCELLED)  # a full one, cancelled
+    s3_client.put_object(Bucket=s3_storage.bucket, Key=key, Body=body)
+    assert verify(backed_up, kind=Verification.Kind.PERIODIC, checksums_only=True).status == Status.SUCCEEDED
+    backed_up.refresh_from_db()
+    assert backed_up.verified == BackupRun.Verified.PASSED
+
+
+def test_the_run_page_stops_polling_when_its_verification_is_cancelled(client, viewer, source_database):
+    run = BackupRun.objects.create(database=source_database, status=Status.SUCCEEDED)
+    verification = Verification.objects.create(run=run)
+    client.force_login(viewer)
+    assert client.get(f"/runs/{run.pk}/", HTTP_HX_REQUEST="true").status_code == 200  # still polling
+    verification.request_cancel()
+    assert client.get(f"/runs/{run.pk}/", HTTP_HX_REQUEST="true").status_code == 286

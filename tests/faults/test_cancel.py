@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from backups.models import BackupRun
 from backups.services import create_backup_run
@@ -113,3 +114,54 @@ def test_the_cancel_command(source_database, capsys):
 
     with pytest.raises(CommandError, match="No drill #424242"):
         call_command("cancel", "drill", "424242")
+
+
+def test_a_cancel_stops_every_process_a_tool_started():
+    import subprocess
+
+    from controlpanel import jobs
+
+    token = jobs.CancelToken()
+    jobs._current = token
+    try:
+        threading.Timer(1.0, token.cancel).start()
+        started = time.monotonic()
+        with pytest.raises(jobs.JobCancelled):
+            # runuser and a shell with a child of its own, as pgBackRest runs under runuser
+            jobs.run_tool(["runuser", "-u", "nobody", "--", "sh", "-c", "sleep 317.5 & sleep 317.6; wait"])
+        assert time.monotonic() - started < 8
+    finally:
+        jobs._current = None
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", "sleep 317.[56]"], capture_output=True, text=True).stdout.split()
+    assert left == [], "processes of the cancelled tool are still running"
+
+
+def test_a_cancel_asked_just_before_a_failure_still_ends_cancelled_and_is_not_retried(source_database, alerts):
+    from backups.tasks import requeue
+    from controlpanel.jobs import run_job
+
+    run = create_backup_run(source_database)
+
+    def fails_after_the_request(job):
+        type(job).objects.filter(pk=job.pk).update(cancel_requested=timezone.now())  # before the next poll
+        raise RuntimeError("an S3 endpoint went away")
+
+    run_job(run, fails_after_the_request)
+    run.refresh_from_db()
+    assert run.status == Status.CANCELLED
+
+    other = create_backup_run(source_database)
+    BackupRun.objects.filter(pk=other.pk).update(status=Status.FAILED, cancel_requested=timezone.now(),
+                                                 details={"transient": True})
+    other.refresh_from_db()
+    assert requeue(other) is False and other.status == Status.FAILED
+
+
+def test_a_restore_cancelled_while_queued_sends_no_started_alert(source_database, alerts):
+    from drills.tasks import execute_restore
+
+    restore = Restore.objects.create(database=source_database, target=Restore.Target.SANDBOX)
+    restore.request_cancel()
+    execute_restore(restore)
+    assert alerts == [] and restore.status == Status.CANCELLED
