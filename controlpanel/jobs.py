@@ -87,7 +87,8 @@ def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
     if proc.poll() is not None:
         return
     kill_group(proc, signal.SIGTERM)
-    timer = threading.Timer(grace, lambda: proc.poll() is None and kill_group(proc))
+    # The whole group, even when its leader is gone: a child may have outlived it.
+    timer = threading.Timer(grace, kill_group, args=(proc,))
     timer.daemon = True
     timer.start()
 
