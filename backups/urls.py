@@ -17,4 +17,5 @@ urlpatterns = [
     path("databases/<str:name>/pitr/base-backup/", views.database_base_backup, name="database-base-backup"),
     path("databases/<str:name>/schema-diff/", views.schema_diff, name="schema-diff"),
     path("runs/<int:pk>/", views.run_detail, name="run-detail"),
+    path("artifacts/<int:pk>/download/", views.artifact_download, name="artifact-download"),
 ]
