@@ -271,3 +271,28 @@ def test_weekly_pgbackrest_verify_records_its_result(archiving_cluster):
     pgbackrest_verify(database.pk)
     result = PitrSetup.objects.get(pk=setup.pk).info["verify"]
     assert result["ok"] is True and result["at"]
+
+
+def test_a_failed_restore_into_a_data_directory_leaves_it_empty(archiving_cluster, monkeypatch):
+    import shutil
+    import uuid
+
+    from django.conf import settings as django_settings
+
+    from drills.pitr import restore_to_directory
+
+    database, cluster, setup = archiving_cluster
+    execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    PgBackRest(setup).check()
+
+    def recovery_fails(sandbox, target):
+        raise PitrError("recovery stopped: the archive ran out of WAL")
+
+    monkeypatch.setattr("drills.pitr.start_restored", recovery_fails)
+    datadir = Path(django_settings.DATA_DIR) / f"restored-{uuid.uuid4().hex[:8]}" / "data"
+    try:
+        with pytest.raises(PitrError, match="ran out of WAL"):
+            restore_to_directory(setup, None, datadir)
+        assert datadir.is_dir() and list(datadir.iterdir()) == []  # not a half-restored cluster
+    finally:
+        shutil.rmtree(datadir.parent, ignore_errors=True)
