@@ -200,11 +200,7 @@ class PgBackRest:
         return self.info().get("backup", [])
 
     def earliest_consistent_time(self) -> datetime | None:
-        """A restore can reach no earlier than the end of the oldest backup."""
-        stops = [b["timestamp"]["stop"] for b in self.backups() if b.get("timestamp", {}).get("stop")]
-        # pgBackRest keeps whole seconds and wants a backup that stopped before
-        # the target: the first reachable instant is the next second.
-        return datetime.fromtimestamp(min(stops) + 1, tz=dt_timezone.utc) if stops else None
+        return earliest_reachable(self.info())
 
     def restore(self, target_dir: Path, target_time: datetime | None) -> None:
         """Restore into TARGET_DIR (empty); recovery stops at target_time and promotes."""
@@ -215,6 +211,15 @@ class PgBackRest:
             stamp = target_time.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
             args += ["--type=time", f"--target={stamp}", "--target-action=promote"]
         self.run(*[a for a in args if a], "restore", timeout=settings.CELERY_TASK_TIME_LIMIT)
+
+
+def earliest_reachable(info: dict) -> datetime | None:
+    """From `pgbackrest info` of a stanza: a restore can reach no earlier than
+    the end of the oldest backup. pgBackRest keeps whole seconds and wants a
+    backup that stopped before the target: the first reachable instant is the
+    next second."""
+    stops = [b["timestamp"]["stop"] for b in (info or {}).get("backup", []) if b.get("timestamp", {}).get("stop")]
+    return datetime.fromtimestamp(min(stops) + 1, tz=dt_timezone.utc) if stops else None
 
 
 def _allow_traverse(path: Path) -> None:

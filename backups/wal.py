@@ -1,14 +1,14 @@
 """Enabling PITR, base backups and WAL health, on top of backups.pitr."""
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
 
 from backups.models import BaseBackup, Database, PitrSetup
 from backups.pgtools import ConnInfo, PgError
-from backups.pitr import PgBackRest, PitrError, discover, read_archiver
+from backups.pitr import PgBackRest, PitrError, discover, earliest_reachable, read_archiver
 
 
 @dataclass
@@ -168,10 +168,7 @@ def recovery_window(setup: PitrSetup) -> RecoveryWindow:
     """From the cached `pgbackrest info` and pg_stat_archiver: no process, no connection."""
     from django.utils.dateparse import parse_datetime
 
-    stops = [b["timestamp"]["stop"] for b in (setup.info or {}).get("backup", [])
-             if b.get("timestamp", {}).get("stop")]
-    # Same rule as PgBackRest.earliest_consistent_time: whole seconds, the next one.
-    earliest = datetime.fromtimestamp(min(stops) + 1, tz=dt_timezone.utc) if stops else None
+    earliest = earliest_reachable(setup.info)
     archived = (setup.archiver or {}).get("last_archived_time")
     latest = parse_datetime(archived) if archived else None
     if earliest and latest and latest < earliest:

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from controlpanel.models import Job, Status
+from controlpanel.models import AuditEvent, Job, Status
 
 log = logging.getLogger("restorable.jobs")
 
@@ -66,6 +66,26 @@ class CancelToken:
 
 # The job this worker process runs now (a worker process runs one task at a time).
 _current: CancelToken | None = None
+CANCEL_POLL = 2.0  # seconds between the heartbeat thread's looks at cancel_requested
+
+
+CANCEL_MESSAGES = {
+    "cancelled": "{job} was cancelled before it started.",
+    "requested": "Stopping {job}: it cleans up, then ends as cancelled.",
+    "ended": "{job} had already ended ({status}).",
+}
+
+
+def cancel_job(job: Job, request=None, via: str = "") -> tuple[str, str]:
+    """Ask JOB to cancel (Job.request_cancel), audit the request, and say what
+    happened: (outcome, a sentence for the operator). Panel and CLI alike."""
+    outcome = job.request_cancel()
+    if outcome != "ended":
+        AuditEvent.record(f"{job._meta.model_name}.cancel", f"Cancel of {job} requested{via}", obj=job,
+                          request=request, outcome=outcome)
+    name = str(job)
+    return outcome, CANCEL_MESSAGES[outcome].format(job=name[:1].upper() + name[1:],
+                                                    status=job.get_status_display().lower())
 
 
 def check_cancelled() -> None:
@@ -178,9 +198,6 @@ def heartbeat(job: Job, every: float | None = None, token: CancelToken | None = 
     finally:
         stop.set()
         thread.join(timeout=5)
-
-
-CANCEL_POLL = 2.0  # seconds between looks at cancel_requested
 
 
 def describe_failure(exc: BaseException) -> str:

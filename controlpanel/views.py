@@ -137,25 +137,13 @@ CANCELLABLE = {
     "base-backups": ("backups.BaseBackup", "backups.run_base_backup", None),
 }
 
-CANCEL_MESSAGES = {
-    "cancelled": "{job} was cancelled before it started.",
-    "requested": "Stopping {job}: it cleans up, then ends as cancelled.",
-    "ended": "{job} had already ended ({status}).",
-}
-
-
-def cancel_message(outcome: str, job) -> str:
-    name = str(job)
-    return CANCEL_MESSAGES[outcome].format(job=name[:1].upper() + name[1:], status=job.get_status_display().lower())
-
-
 @require_POST
 def job_cancel(request, kind, pk):
     from django.apps import apps
     from django.core.exceptions import PermissionDenied
     from django.http import Http404
 
-    from controlpanel.models import AuditEvent
+    from controlpanel.jobs import cancel_job
 
     if kind not in CANCELLABLE:
         raise Http404("Nothing of that kind can be cancelled.")
@@ -163,11 +151,7 @@ def job_cancel(request, kind, pk):
     if not request.user.has_perm(permission):
         raise PermissionDenied
     job = get_object_or_404(apps.get_model(label), pk=pk)
-    outcome = job.request_cancel()
-    if outcome != "ended":
-        AuditEvent.record(f"{job._meta.model_name}.cancel", f"Cancel of {job} requested", obj=job, request=request,
-                          outcome=outcome)
-    message = cancel_message(outcome, job)
+    outcome, message = cancel_job(job, request=request)
     level = "info" if outcome == "ended" else "success"
     if request.htmx:
         return toast(HttpResponse(status=204), message, level)

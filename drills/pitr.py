@@ -144,7 +144,10 @@ def restore_to_directory(setup: PitrSetup, target: datetime | None, path: Path) 
                              timeout=120)
         # The directory was empty or new: leave it so, not half-restored.
         for child in path.iterdir():
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
