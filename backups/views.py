@@ -1,5 +1,7 @@
 """Pages for storages, databases and backup runs."""
 
+import difflib
+import re
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
@@ -107,32 +109,50 @@ def database_detail(request, name):
     return render(request, "backups/database_detail.html", context)
 
 
-def schema_diff(request, name):
-    """Unified diff of two backups' schema.sql, read from the primary storage."""
-    import difflib
+# pg_dump 15.14+ (and 13.22, 14.19, 16.10, 17.6) brackets plain SQL with
+# `\restrict KEY` / `\unrestrict KEY`, a random key per dump: two dumps of the
+# same schema always differ there, and nowhere else because of it.
+RESTRICT_LINE = re.compile(r"^\\(un)?restrict [A-Za-z0-9]+$")
 
+
+def schema_lines(text: str) -> tuple[list[str], bool]:
+    """The schema's lines without pg_dump's per-dump \\restrict keys (and whether any were dropped)."""
+    lines = text.splitlines()
+    kept = [line for line in lines if not RESTRICT_LINE.match(line)]
+    return kept, len(kept) != len(lines)
+
+
+def schema_diff(request, name):
+    """Unified diff of two backups' schema.sql, read from the primary storage; pickers when none are chosen."""
     database = get_object_or_404(Database, name=name)
-    wanted = [request.GET.get(key, "") for key in ("a", "b")]
+    schema_runs = list(database.runs.filter(status=Status.SUCCEEDED, artifacts__name="schema.sql",
+                                            artifacts__deleted_at__isnull=True).distinct().order_by("-created")[:30])
+    context = {"database": database, "schema_runs": schema_runs}
+    asked = [request.GET.get(key, "") for key in ("a", "b")]
+    if not any(asked):
+        return render(request, "backups/schema_diff.html", context)
     # "011" and "11" are the same run: compare numbers, not strings.
-    wanted = [int(value) for value in wanted if value.isascii() and value.isdigit() and len(value) < 19]
+    wanted = [int(value) for value in asked if value.isascii() and value.isdigit() and len(value) < 19]
     runs = {r.pk: r for r in database.runs.filter(pk__in=wanted)}
     if len(wanted) != 2 or len(runs) != len(set(wanted)) or len(set(wanted)) != 2:
-        return render(request, "backups/schema_diff.html", {"database": database, "error": "Choose two backups."})
+        return render(request, "backups/schema_diff.html", {**context, "error": "Choose two backups."})
     texts = []
     for pk in wanted:
         run = runs[pk]
         artifact = run.artifacts.filter(name="schema.sql", deleted_at__isnull=True).select_related("storage").first()
         if artifact is None:
             return render(request, "backups/schema_diff.html",
-                          {"database": database, "error": f"Backup #{run.pk} has no schema.sql left."})
+                          {**context, "error": f"Backup #{run.pk} has no schema.sql left."})
         try:
             texts.append((run, b"".join(backend_for(artifact.storage).read(artifact.key)).decode("utf-8", "replace")))
         except StorageError as exc:
-            return render(request, "backups/schema_diff.html", {"database": database, "error": str(exc)})
+            return render(request, "backups/schema_diff.html", {**context, "error": str(exc)})
     (run_a, text_a), (run_b, text_b) = texts
-    diff = list(difflib.unified_diff(text_a.splitlines(), text_b.splitlines(), f"#{run_a.pk} schema.sql",
-                                     f"#{run_b.pk} schema.sql", lineterm=""))
-    return render(request, "backups/schema_diff.html", {"database": database, "diff": diff, "a": run_a, "b": run_b})
+    (lines_a, ignored_a), (lines_b, ignored_b) = schema_lines(text_a), schema_lines(text_b)
+    diff = list(difflib.unified_diff(lines_a, lines_b, f"#{run_a.pk} schema.sql", f"#{run_b.pk} schema.sql",
+                                     lineterm=""))
+    return render(request, "backups/schema_diff.html",
+                  {**context, "diff": diff, "a": run_a, "b": run_b, "ignored": ignored_a or ignored_b})
 
 
 @require_POST

@@ -1,6 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from controlpanel import metrics, views
 
@@ -15,6 +18,8 @@ urlpatterns = [
     path("channels/<str:name>/edit/", views.channel_edit, name="channel-edit"),
     path("channels/<str:name>/test/", views.channel_test, name="channel-test"),
     path("channels/<str:name>/delete/", views.channel_delete, name="channel-delete"),
+    # Clients that ignore <link rel=icon> (feed readers, old browsers) still ask here.
+    path("favicon.ico", login_not_required(RedirectView.as_view(url=static("favicon.svg"), permanent=True))),
     path("health/live", views.health_live, name="health-live"),
     path("health/ready", views.health_ready, name="health-ready"),
     path("metrics", metrics.metrics, name="metrics"),

@@ -10,7 +10,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from backups.models import BackupRun, Storage
+from controlpanel.models import ACTIVE_STATES
 from controlpanel.roles import role_of
+from drills.models import Drill, Verification
 from controlpanel.toasts import toast
 
 
@@ -20,7 +22,8 @@ def overview(request):
     context = {
         "rows": overview_rows(),
         "storage_count": Storage.objects.count(),
-        "running": BackupRun.objects.filter(status__in=("queued", "running")).count(),
+        # Poll quickly while anything that changes a row is queued or running.
+        "running": any(model.objects.filter(status__in=ACTIVE_STATES).exists() for model in (BackupRun, Verification, Drill)),
         "role": role_of(request.user),
     }
     template = "controlpanel/partials/overview_table.html" if request.htmx else "controlpanel/overview.html"

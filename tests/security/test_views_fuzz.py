@@ -1,6 +1,7 @@
 """Hostile form posts to the panel answer with the form and its errors (200)
 or a redirect (302); never a server error."""
 
+import re
 from urllib.parse import urlencode
 
 import pytest
@@ -78,6 +79,7 @@ def test_hostile_restore_posts_never_break_the_page(admin_client, succeeded_run,
 def get(client, path: str, params: dict):
     response = client.get(f"{path}?{urlencode(params, encoding='utf-8', errors='surrogateescape')}")
     assert response.status_code == 200, (path, params)
+    return response
 
 
 @FUZZ
@@ -95,4 +97,7 @@ def test_any_run_numbers_in_a_schema_diff_never_break_the_page(admin_client, suc
 
 @pytest.mark.parametrize("a,b", [("1", ""), ("x", "1"), ("1", "1.5")])
 def test_a_schema_diff_of_non_numbers_is_an_error_message(admin_client, succeeded_run, a, b):
-    get(admin_client, "/databases/app/schema-diff/", {"a": a, "b": b})
+    response = get(admin_client, "/databases/app/schema-diff/", {"a": a, "b": b})
+    assert "Choose two backups." in response.content.decode()
+    heading = re.search(r"<h1>(.*?)</h1>", response.content.decode(), re.S).group(1)
+    assert "#" not in heading  # no "# → #" for runs that were never chosen
