@@ -92,7 +92,7 @@ def run_drill(drill: Drill) -> dict:
     if not major:
         raise RestoreFailed("The source server's version is unknown; back up once to detect it.")
     started = time.monotonic()
-    sandbox_job = Background(sandbox_backend().create, major)
+    sandbox_job = Background(sandbox_backend().create, major, job=drill)
     try:
         with Staging() as staging:
             drill.beat(phase="download")
@@ -155,7 +155,7 @@ def run_pitr_drill(drill: Drill) -> dict:
     from backups.models import PitrSetup
     from backups.pgtools import ConnInfo
     from backups.pitr import PitrError, read_archiver
-    from drills.pitr import remove_sandbox, restore_to_sandbox
+    from drills.pitr import restore_to_sandbox
 
     setup = PitrSetup.objects.filter(database=drill.database, enabled__isnull=False).first()
     if setup is None:
@@ -169,7 +169,8 @@ def run_pitr_drill(drill: Drill) -> dict:
         Drill.objects.filter(pk=drill.pk).update(pitr_target=target)
     started = time.monotonic()
     drill.beat(phase="pgbackrest restore")
-    sandbox, recovered_to = restore_to_sandbox(drill.database.pitr, target, 3600, keep=False)
+    # Lives as long as the job may; the reaper leaves it alone while this job runs.
+    sandbox, recovered_to = restore_to_sandbox(drill.database.pitr, target, None, keep=False, job=drill)
     try:
         restored = time.monotonic()
         drill.beat(phase="checks", restore_seconds=round(restored - started, 3))
@@ -177,7 +178,7 @@ def run_pitr_drill(drill: Drill) -> dict:
             if drill.database.smoke_sql.strip() else []
         heartbeat = restored_heartbeat(sandbox.conninfo(drill.database.dbname))
     finally:
-        remove_sandbox(sandbox)
+        sandbox.remove()
     rto = time.monotonic() - started
     # With the heartbeat table the RPO is exact to its interval; otherwise the
     # last replayed commit says how far behind the recovered state is.

@@ -6,7 +6,6 @@ reached (the last replayed transaction) is reported, and a target that
 cannot be reached fails loudly instead of restoring to some other point.
 """
 
-import json
 import os
 import shutil
 import tempfile
@@ -19,7 +18,7 @@ from django.utils import timezone
 from backups.models import PitrSetup
 from backups.pgtools import PgError, connect
 from backups.pitr import PgBackRest, PitrError, _allow_traverse, chown_to_owner
-from drills.sandbox import LABEL, LocalSandboxes, Sandbox, bin_dir, sandbox_root
+from drills.sandbox import LocalSandboxes, Sandbox, bin_dir, new_label, sandbox_root, write_label
 
 
 def check_target(engine: PgBackRest, target: datetime | None) -> None:
@@ -36,17 +35,19 @@ def check_target(engine: PgBackRest, target: datetime | None) -> None:
                         f"reach, the end of the oldest base backup ({earliest:%Y-%m-%d %H:%M:%S %Z}).")
 
 
-def restore_to_sandbox(setup: PitrSetup, target: datetime | None, keep_seconds: int, keep: bool) -> tuple:
-    """Restore the stanza at TARGET into a new sandbox; returns (sandbox, recovered_to)."""
+def restore_to_sandbox(setup: PitrSetup, target: datetime | None, keep_seconds: int | None, keep: bool,
+                       job=None) -> tuple:
+    """Restore the stanza at TARGET into a new sandbox; returns (sandbox, recovered_to).
+    keep_seconds None: as long as a job may run (drills.sandbox.job_seconds)."""
     engine = PgBackRest(setup)
     check_target(engine, target)
     major = setup.database.server_major
     bin_dir(major)  # refuse early, with the install hint, when the binaries are missing
     directory = Path(tempfile.mkdtemp(prefix=f"pitr{major}-", dir=sandbox_root()))
     os.chmod(directory, 0o755)
-    (directory / LABEL).write_text(json.dumps({"owner_pid": None if keep else os.getpid(), "created": time.time(),
-                                               "expires": time.time() + keep_seconds, "major": major}))
-    sandbox = Sandbox(major=major, directory=directory, port=0)
+    label = new_label(major, ttl_seconds=keep_seconds, keep=keep, job=job)
+    write_label(directory, label)
+    sandbox = Sandbox(major=major, directory=directory, port=0, expires=label["expires"])
     try:
         datadir = sandbox.datadir
         datadir.mkdir(mode=0o700)
@@ -102,8 +103,7 @@ def replayed_until(sandbox: Sandbox) -> datetime | None:
 
 
 def remove_sandbox(sandbox: Sandbox) -> None:
-    sandbox.remove()
-    shutil.rmtree(sandbox.directory, ignore_errors=True)
+    sandbox.remove()  # stops the cluster and removes its directory
 
 
 def restore_to_directory(setup: PitrSetup, target: datetime | None, path: Path) -> datetime | None:

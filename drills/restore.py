@@ -6,9 +6,8 @@ its name to confirm.
 """
 
 import secrets
-from datetime import timedelta
-
-from django.utils import timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from backups.pgtools import ConnInfo
 from controlpanel.models import AuditEvent
@@ -62,8 +61,8 @@ def run_restore(restore: Restore) -> dict:
 
 def restore_into_sandbox(restore: Restore, dump, major: int, selection: list[str]) -> dict:
     password = secrets.token_urlsafe(18)
-    ttl = restore.keep_hours * 3600
-    sandbox = sandbox_backend().create(major, password=password, ttl_seconds=ttl, keep=True)
+    sandbox = sandbox_backend().create(major, password=password, ttl_seconds=restore.keep_hours * 3600, keep=True,
+                                       job=restore)
     try:
         dbname = restore.database.dbname
         create_database(sandbox.conninfo(), dbname)
@@ -74,8 +73,8 @@ def restore_into_sandbox(restore: Restore, dump, major: int, selection: list[str
     return {
         "connection": {"host": sandbox.host, "port": sandbox.port, "dbname": dbname, "user": sandbox.user},
         "one_time_password": password,
-        "expires": timezone.now() + timedelta(seconds=ttl),
-        "details": {**restore.details, "sandbox": str(getattr(sandbox, "directory", ""))},
+        "expires": datetime.fromtimestamp(sandbox.expires, dt_timezone.utc),  # what the reaper goes by
+        "details": {**restore.details, "sandbox": sandbox.name},
     }
 
 
@@ -128,7 +127,8 @@ def run_pitr_restore(restore: Restore) -> dict:
                           result="succeeded", recovered_to=recovered_to.isoformat() if recovered_to else None)
         return {"phase": "done", "recovered_to": recovered_to,
                 "details": {**restore.details, "rto_seconds": round(_time.monotonic() - started, 3)}}
-    sandbox, recovered_to = restore_to_sandbox(setup, restore.pitr_target, restore.keep_hours * 3600, keep=True)
+    sandbox, recovered_to = restore_to_sandbox(setup, restore.pitr_target, restore.keep_hours * 3600, keep=True,
+                                               job=restore)
     AuditEvent.record("restore.finished", f"PITR restore #{restore.pk} of {restore.database} finished", obj=restore,
                       user=restore.requested_by, result="succeeded",
                       recovered_to=recovered_to.isoformat() if recovered_to else None)
@@ -136,7 +136,7 @@ def run_pitr_restore(restore: Restore) -> dict:
         "phase": "done", "recovered_to": recovered_to,
         "connection": {"host": sandbox.host, "port": sandbox.port, "dbname": restore.database.dbname,
                        "user": restore.database.user},
-        "expires": timezone.now() + timedelta(hours=restore.keep_hours),
-        "details": {**restore.details, "sandbox": str(sandbox.directory),
+        "expires": datetime.fromtimestamp(sandbox.expires, dt_timezone.utc),
+        "details": {**restore.details, "sandbox": sandbox.name,
                     "rto_seconds": round(_time.monotonic() - started, 3)},
     }

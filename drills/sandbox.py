@@ -1,10 +1,16 @@
 """Throwaway PostgreSQL servers (sandboxes) of an exact major version.
 
 `local` runs initdb + pg_ctl into a temporary directory on a free loopback
-port, tuned for bulk loading since the data is thrown away. Each sandbox
-directory carries a label (owner pid, expiry) so the reaper can remove what a
-killed worker left behind. Binaries must be of the source's major version: a
-dump restored into another major proves nothing about the day it is needed.
+port, tuned for bulk loading since the data is thrown away; `docker`
+(drills/docker_sandbox.py) runs a container. Both implement SandboxBackend.
+
+Every sandbox carries a label: its owner process, the job it serves, whether
+it is kept (a restore handed to an admin) and its expiry. The reaper never
+removes a sandbox whose owner and job still run; otherwise it removes it when
+its owner died, or, for a kept one, when it expires. A job's sandbox lives at
+most as long as the job may (the task time limit). Binaries must be of the
+source's major version: a dump restored into another major proves nothing
+about the day it is needed.
 """
 
 import json
@@ -18,11 +24,18 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from django.apps import apps
 from django.conf import settings
+from django.db import DatabaseError
 
 from backups.pgtools import ConnInfo, PgError, ToolMissing, installed_majors
+
+if TYPE_CHECKING:
+    from controlpanel.models import Job
 
 log = logging.getLogger("restorable.sandbox")
 
@@ -51,6 +64,116 @@ BULK_LOAD_SETTINGS = {
 
 class SandboxError(PgError):
     pass
+
+
+@runtime_checkable
+class RunningSandbox(Protocol):
+    """A started sandbox, whichever backend made it."""
+
+    major: int
+    port: int
+    password: str
+    host: str
+    user: str
+    expires: float  # epoch seconds, as in its label
+
+    @property
+    def name(self) -> str: ...
+
+    def conninfo(self, dbname: str = "postgres") -> ConnInfo: ...
+
+    def remove(self) -> None: ...
+
+    def __enter__(self) -> "RunningSandbox": ...
+
+    def __exit__(self, *exc) -> None: ...
+
+
+class SandboxBackend(Protocol):
+    """How drills, verifications and restores get a sandbox (local or docker)."""
+
+    def create(self, major: int, *, password: str = "", ttl_seconds: int | None = None,
+               extra_settings: dict | None = None, keep: bool = False,
+               job: "Job | None" = None) -> RunningSandbox:
+        """keep=True: the sandbox outlives its owner until ttl_seconds (a restore handed
+        to an admin); otherwise it dies with its owner. ttl_seconds defaults to job_seconds()."""
+        ...
+
+
+def job_seconds() -> int:
+    """How long a job may run: Celery kills it at the hard time limit, so its
+    sandbox needs no longer."""
+    return settings.CELERY_TASK_TIME_LIMIT
+
+
+def job_ref(job) -> str:
+    """'drills.restore:12': the job a sandbox serves, as written in its label."""
+    return f"{job._meta.label_lower}:{job.pk}" if job is not None and job.pk else ""
+
+
+def job_running(ref: str) -> bool | None:
+    """Whether the job named by a label has not ended; None when that cannot be told
+    (no job named, its row not visible, the panel's database not answering):
+    the reaper then goes by the owner process alone."""
+    if not ref:
+        return None
+    from controlpanel.models import ACTIVE_STATES
+
+    label, _, pk = ref.rpartition(":")
+    try:
+        status = apps.get_model(label).objects.filter(pk=int(pk)).values_list("status", flat=True).first()
+    except (LookupError, ValueError, DatabaseError):
+        return None
+    return None if status is None else status in ACTIVE_STATES
+
+
+def process_started(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a live
+    owner from a new process that reused its pid; None where /proc cannot say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rpartition(")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def owner_running(pid: int, started: int | None) -> bool:
+    if not owner_alive(pid):
+        return False
+    now_started = process_started(pid)
+    return started is None or now_started is None or now_started == started
+
+
+def new_label(major: int, *, ttl_seconds: int | None, keep: bool, job=None) -> dict:
+    """What a sandbox records about itself for the reaper and the sandbox list.
+    Kept sandboxes record their owner too: one still being filled by its
+    running restore is not removed at its expiry."""
+    now = time.time()
+    return {"owner_pid": os.getpid(), "owner_started": process_started(os.getpid()), "kept": keep,
+            "job": job_ref(job), "created": now, "expires": now + (ttl_seconds or job_seconds()),
+            "major": major, "port": 0}
+
+
+def is_kept(label: dict) -> bool:
+    # Labels written before "kept" existed marked a kept sandbox with owner_pid None.
+    return bool(label.get("kept", label.get("owner_pid", -1) is None))
+
+
+def in_use(owner_is_running: bool | None, job_is_running: bool | None) -> bool:
+    """Neither the owner process nor the job has ended, and one of them is known to run.
+    None means unknown: no owner recorded or not checkable from here (another
+    host's container); no job recorded, or the panel's database did not answer."""
+    ended = owner_is_running is False or job_is_running is False
+    return not ended and bool(owner_is_running or job_is_running)
+
+
+def reapable(label: dict, now: float, owner_is_running: bool | None, job_is_running: bool | None) -> bool:
+    """Whether the reaper removes a sandbox (the same rule for both backends)."""
+    if in_use(owner_is_running, job_is_running):
+        return False  # never removed under a live job, whatever its expiry
+    if is_kept(label) or owner_is_running is None:
+        return label.get("expires", 0) < now
+    return True  # its owner died, or its job ended without removing it
 
 
 def sandbox_root() -> Path:
@@ -112,6 +235,11 @@ class Sandbox:
     host: str = "127.0.0.1"
     settings: dict = field(default_factory=dict)
     data_path: Path | None = None  # a data directory kept outside the sandbox (a PITR restore to a path)
+    expires: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
 
     @property
     def datadir(self) -> Path:
@@ -148,22 +276,34 @@ class Sandbox:
         self.remove()
 
 
+def write_label(directory: Path, label: dict) -> None:
+    tmp = directory / f".{LABEL}.tmp"
+    tmp.write_text(json.dumps(label))
+    tmp.replace(directory / LABEL)  # the reaper and the sandbox list never read half a label
+
+
+def read_label(directory: Path) -> dict:
+    try:
+        return json.loads((directory / LABEL).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 class LocalSandboxes:
     """initdb + pg_ctl in a temporary directory; about a second to create."""
 
-    def create(self, major: int, *, password: str = "", ttl_seconds: int = 6 * 3600,
-               extra_settings: dict | None = None, keep: bool = False) -> Sandbox:
+    def create(self, major: int, *, password: str = "", ttl_seconds: int | None = None,
+               extra_settings: dict | None = None, keep: bool = False,
+               job: "Job | None" = None) -> Sandbox:
         """keep=True: the sandbox outlives this process until ttl_seconds (a restore
         handed to an admin); otherwise it dies with its owner."""
         binaries = bin_dir(major)
         user = cluster_user()
         directory = Path(tempfile.mkdtemp(prefix=f"pg{major}-", dir=sandbox_root()))
         os.chmod(directory, 0o755)
-        (directory / LABEL).write_text(json.dumps({
-            "owner_pid": None if keep else os.getpid(), "created": time.time(),
-            "expires": time.time() + ttl_seconds, "major": major,
-        }))
-        sandbox = Sandbox(major=major, directory=directory, port=0, password=password)
+        label = new_label(major, ttl_seconds=ttl_seconds, keep=keep, job=job)
+        write_label(directory, label)
+        sandbox = Sandbox(major=major, directory=directory, port=0, password=password, expires=label["expires"])
         try:
             self._initdb(sandbox, binaries, user)
             self._start(sandbox, binaries, extra_settings or {})
@@ -217,6 +357,9 @@ class LocalSandboxes:
                  "-w", "-t", "60", "start"], timeout=90)
             if result.returncode == 0:
                 sandbox.settings = conf
+                label = read_label(sandbox.directory)
+                if label:
+                    write_label(sandbox.directory, {**label, "port": sandbox.port})  # for the sandbox list
                 return
             log_path = sandbox.directory / "server.log"
             log_text = log_path.read_text(errors="replace")[-800:] if log_path.exists() else result.stderr[-800:]
@@ -245,35 +388,93 @@ def owner_alive(pid: int) -> bool:
 
 
 def reap_sandboxes(now: float | None = None) -> int:
-    """Remove sandboxes whose owner process is gone or whose time is up."""
+    """Remove this host's sandboxes that reapable() gives up: owner gone, job ended, or a kept one expired."""
     now = now or time.time()
     removed = 0
     if getattr(settings, "SANDBOX_BACKEND", "local") == "docker":
         from drills.docker_sandbox import reap_containers
 
         removed += reap_containers(now)
-    for label in sandbox_root().glob(f"*/{LABEL}"):
-        try:
-            info = json.loads(label.read_text())
-        except (OSError, ValueError):
-            info = {}
-        expired = info.get("expires", 0) < now
-        owner = info.get("owner_pid", -1)
-        if not expired and (owner is None or owner_alive(owner)):
-            continue  # kept (owner None) until it expires, or its owner still runs
-        major = info.get("major")
-        sandbox = Sandbox(major=major, directory=label.parent, port=0)
-        try:
-            if major:
-                sandbox.remove()
-            else:
-                shutil.rmtree(label.parent, ignore_errors=True)
-        except (ToolMissing, subprocess.SubprocessError, OSError) as exc:
-            log.warning("could not stop sandbox %s: %s", label.parent, exc)
-            _kill_postmaster(sandbox.datadir)
-            shutil.rmtree(label.parent, ignore_errors=True)
+    for label_path in sandbox_root().glob(f"*/{LABEL}"):
+        info = read_label(label_path.parent)
+        if not reapable(info, now, _owner_state(info), job_running(info.get("job", ""))):
+            continue
+        remove_directory(label_path.parent, info.get("major"))
         removed += 1
     return removed
+
+
+def _owner_state(label: dict) -> bool | None:
+    if not label:
+        return False  # an unreadable label: nobody can claim the sandbox
+    owner = label.get("owner_pid")
+    return owner_running(owner, label.get("owner_started")) if isinstance(owner, int) else None
+
+
+def remove_directory(directory: Path, major: int | None) -> None:
+    sandbox = Sandbox(major=major, directory=directory, port=0)
+    try:
+        if major:
+            sandbox.remove()
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+    except (ToolMissing, subprocess.SubprocessError, OSError) as exc:
+        log.warning("could not stop sandbox %s: %s", directory, exc)
+        _kill_postmaster(sandbox.datadir)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class SandboxInfo:
+    """One sandbox of this host, as the sandbox list and `manage.py up` show it."""
+
+    name: str
+    backend: str
+    major: int | None
+    host: str
+    port: int
+    created: datetime | None
+    expires: datetime | None
+    kept: bool
+    job: str  # 'drills.restore:12', or ""
+    in_use: bool
+
+    @property
+    def job_kind(self) -> str:
+        return self.job.partition(":")[0].rpartition(".")[2]
+
+    @property
+    def job_pk(self) -> int | None:
+        pk = self.job.rpartition(":")[2]
+        return int(pk) if pk.isdigit() else None
+
+    @property
+    def expired(self) -> bool:
+        return self.expires is not None and self.expires < datetime.now(timezone.utc)
+
+
+def _when(value) -> datetime | None:
+    return datetime.fromtimestamp(value, timezone.utc) if isinstance(value, (int, float)) and value else None
+
+
+def sandbox_info(name: str, backend: str, label: dict, host: str, busy: bool) -> SandboxInfo:
+    return SandboxInfo(name=name, backend=backend, major=label.get("major"), host=host, port=label.get("port") or 0,
+                       created=_when(label.get("created")), expires=_when(label.get("expires")),
+                       kept=is_kept(label), job=label.get("job") or "", in_use=busy)
+
+
+def list_sandboxes() -> list[SandboxInfo]:
+    """This host's sandboxes (and the Docker engine's, with that backend), soonest expiry first."""
+    found = []
+    for label_path in sandbox_root().glob(f"*/{LABEL}"):
+        info = read_label(label_path.parent)
+        busy = in_use(_owner_state(info), job_running(info.get("job", "")))
+        found.append(sandbox_info(label_path.parent.name, "local", info, "127.0.0.1", busy))
+    if getattr(settings, "SANDBOX_BACKEND", "local") == "docker":
+        from drills.docker_sandbox import list_containers
+
+        found += list_containers()
+    return sorted(found, key=lambda s: (s.expires or datetime.max.replace(tzinfo=timezone.utc), s.name))
 
 
 def _kill_postmaster(datadir: Path) -> None:
