@@ -73,21 +73,42 @@ def send(name: str, summary: str, channels=None, **context) -> int:
         return 0
     title = f"Restorable: {name.replace('_', ' ')}" + (f" ({context['database']})" if context.get("database") else "")
     body = f"{summary}\n{link(context)}"
-    delivered = 0
-    for channel in channels:
-        if deliver(channel, title, body):
-            delivered += 1
-    return delivered
+    return sum(1 for channel in channels if deliver(channel, title, body) is None)
 
 
-def deliver(channel, title: str, body: str) -> bool:
+def send_test(channel) -> str | None:
+    """Send the test message through one channel: None when it was accepted, else why not (no secret in it)."""
+    return deliver(channel, "Restorable: test", f"A test alert from Restorable: this channel works.\n{link({})}")
+
+
+def deliver(channel, title: str, body: str) -> str | None:
+    """Send through one channel; None when the service accepted it, else the reason in plain words."""
     import apprise
 
     sender = apprise.Apprise()
     if not sender.add(str(channel.url)):
         log.warning("notification channel %s has an URL apprise does not understand", channel.name)
-        return False
-    ok = bool(sender.notify(title=title, body=body))
-    if not ok:
-        log.warning("notification channel %s did not accept the alert", channel.name)
-    return ok
+        return "the URL is not one apprise understands (check its scheme and parts)"
+    with apprise.LogCapture(level=apprise.logging.WARNING) as captured:
+        ok = bool(sender.notify(title=title, body=body))
+    if ok:
+        return None
+    reason = redact(captured.getvalue(), str(channel.url)) or "the service refused it without saying why"
+    log.warning("notification channel %s did not accept the alert: %s", channel.name, reason)
+    return reason
+
+
+def redact(log_text: str, url: str) -> str:
+    """apprise's warnings, one line, with every part of the channel's URL (a secret) blanked out."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    lines = [line.split(" - ", 2)[-1].strip() for line in log_text.splitlines() if line.strip()]
+    text = " ".join(dict.fromkeys(lines))  # apprise repeats itself on retries
+    parts = urlsplit(url)
+    secrets = {url, parts.netloc, parts.path, parts.query, parts.username or "", parts.password or ""}
+    secrets |= {unquote(p) for p in parts.path.split("/")} | {v for _, v in parse_qsl(parts.query)}
+    secrets |= set(parts.netloc.replace("@", ":").split(":"))
+    # The longest first, so a token inside a longer part cannot survive its replacement.
+    for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
+        text = text.replace(secret, "…")
+    return text[:300]

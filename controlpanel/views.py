@@ -106,13 +106,13 @@ def _channel_form(request, channel):
 @permission_required("controlpanel.change_notificationchannel", raise_exception=True)
 def channel_test(request, name):
     from controlpanel.models import NotificationChannel
-    from controlpanel.notify import send
+    from controlpanel.notify import send_test
 
     channel = get_object_or_404(NotificationChannel, name=name)
-    if send("test", "A test alert from Restorable: this channel works.", channels=[channel]):
+    reason = send_test(channel)
+    if reason is None:
         return toast(HttpResponse(status=204), f"Channel {channel}: test message sent.", "success")
-    return toast(HttpResponse(status=204), f"Channel {channel}: the service did not accept the test message "
-                                           "(the panel's log says why).", "error")
+    return toast(HttpResponse(status=204), f"Channel {channel}: the service did not accept the test message: {reason}", "error")
 
 
 @require_POST

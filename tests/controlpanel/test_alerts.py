@@ -29,14 +29,16 @@ S3_SECRET = "alert-test-S3-secret-9921"
 class Receiver:
     """A local HTTP endpoint that records what it is sent."""
 
-    def __init__(self):
+    def __init__(self, status: int = 200):
         received = self.received = []
+        outer = self
+        self.status = status  # what it answers: set 500 to play a service that refuses
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 received.append({"path": self.path, "body": body.decode("utf-8", "replace")})
-                self.send_response(200)
+                self.send_response(outer.status)
                 self.end_headers()
                 self.wfile.write(b"{}")
 

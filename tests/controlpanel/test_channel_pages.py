@@ -59,6 +59,29 @@ def test_a_channel_that_refuses_says_so_without_its_url(client, panel_admin, rec
     response = client.post("/channels/dead/test/", HTTP_HX_REQUEST="true")
     toast = json.loads(response["HX-Trigger"])["toast"]
     assert toast["level"] == "error" and "did not accept" in toast["message"] and TOKEN not in toast["message"]
+    assert "connection error" in toast["message"].lower()  # the reason, not "see the log"
+    assert "127.0.0.1" not in toast["message"] and str(receiver.port) not in toast["message"]
+
+
+def test_a_service_that_answers_an_error_gives_its_status_in_the_toast(client, panel_admin, receiver):
+    client.force_login(panel_admin)
+    receiver.status = 503
+    NotificationChannel.objects.create(name="busy", url=f"json://hook-user:{TOKEN}@127.0.0.1:{receiver.port}/h?k={TOKEN}")
+    response = client.post("/channels/busy/test/", HTTP_HX_REQUEST="true")
+    message = json.loads(response["HX-Trigger"])["toast"]["message"]
+    assert "503" in message and "did not accept" in message
+    for secret in (TOKEN, "hook-user", "127.0.0.1", str(receiver.port)):
+        assert secret not in message
+
+
+def test_the_cli_test_gives_the_reason_too(panel_admin, receiver):
+    from django.core.management import CommandError, call_command
+
+    receiver.status = 404
+    NotificationChannel.objects.create(name="gone", url=f"json://127.0.0.1:{receiver.port}/hook/{TOKEN}")
+    with pytest.raises(CommandError) as error:
+        call_command("test_channel", "gone")
+    assert "404" in str(error.value) and TOKEN not in str(error.value)
 
 
 @pytest.mark.parametrize("data, message", [

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from backups.management.commands._follow import TextArgsMixin
 
 from controlpanel.models import NotificationChannel
-from controlpanel.notify import send
+from controlpanel.notify import send_test
 
 
 class Command(TextArgsMixin, BaseCommand):
@@ -17,6 +17,7 @@ class Command(TextArgsMixin, BaseCommand):
         channel = NotificationChannel.objects.filter(name=name).first()
         if channel is None:
             raise CommandError(f"No channel named {name!r}.")
-        if not send("test", "A test alert from Restorable: this channel works.", channels=[channel]):
-            raise CommandError(f"Channel {name} did not accept the test message (see the log).")
+        reason = send_test(channel)
+        if reason is not None:
+            raise CommandError(f"Channel {name} did not accept the test message: {reason}")
         self.stdout.write(f"Test message sent through {name}.")
