@@ -11,4 +11,5 @@ urlpatterns = [
     path("drills/<int:pk>/", views.drill_detail, name="drill-detail"),
     path("verifications/<int:pk>/", views.verification_detail, name="verification-detail"),
     path("restores/<int:pk>/", views.restore_detail, name="restore-detail"),
+    path("sandboxes/", views.sandbox_list, name="sandbox-list"),
 ]

@@ -1,5 +1,6 @@
 """Drill and restore actions and pages."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,6 +13,7 @@ from drills.forms import RestoreForm
 from drills.models import Drill, Restore, Verification
 from drills.restore import take_password
 from drills.restoring import RestoreFailed, database_exists
+from drills.sandbox import SandboxError, list_sandboxes
 from drills.services import start_drill, start_restore, start_verification
 
 
@@ -129,3 +131,16 @@ def database_pitr_drill(request, name):
     database = get_object_or_404(Database.objects.select_related("pitr"), name=name, pitr__enabled__isnull=False)
     drill = start_drill(database, request=request, details={"pitr": True})
     return redirect("drill-detail", pk=drill.pk)
+
+
+def sandbox_list(request):
+    """The sandboxes on this host: kept restores may outlive the panel, so say which, and until when.
+    Connection details as the restore page shows them; never a password."""
+    try:
+        sandboxes, problem = list_sandboxes(), ""
+    except SandboxError as exc:  # the Docker backend without an engine
+        sandboxes, problem = [], str(exc)
+    restores = Restore.objects.in_bulk([s.job_pk for s in sandboxes if s.job_kind == "restore"])
+    rows = [(s, restores.get(s.job_pk) if s.job_kind == "restore" else None) for s in sandboxes]
+    return render(request, "drills/sandbox_list.html", {
+        "rows": rows, "problem": problem, "reap_minutes": max(1, settings.SANDBOX_REAP_SECONDS // 60)})
