@@ -70,6 +70,11 @@ class StorageForm(KeepSecretsModelForm):
         required=False, assume_scheme="https", label="Endpoint URL",
         help_text="Empty for AWS; e.g. https://<account>.r2.cloudflarestorage.com",
     )
+    save_without_testing = forms.BooleanField(
+        required=False, label="Save without testing",
+        help_text="Saving first writes, reads and deletes a test object and applies the bucket lifecycle rule; "
+                  "tick this to save a storage that cannot be reached yet (the Test button does both later).",
+    )
 
     class Meta:
         model = Storage

@@ -149,7 +149,7 @@ class LocalBackend(Backend):
                 f"Directory {self.root} is not writable by the panel's user: {exc.strerror}."
             ) from None
 
-    def set_lifecycle(self, days: int) -> None:
+    def set_lifecycle(self, days: int | None) -> None:
         pass  # retention of local storages is done by the panel's pruning
 
 
@@ -304,15 +304,10 @@ class S3Backend(Backend):
         except BotoCoreError as exc:
             raise explain_s3_error(self.storage, exc, key) from None
 
-    def set_lifecycle(self, days: int) -> None:
-        """A bucket rule expiring objects under our prefix (and stale multipart uploads)."""
-        rule = {
-            "ID": f"restorable-expire-{self.storage.name}",
-            "Status": "Enabled",
-            "Filter": {"Prefix": (self.storage.prefix.rstrip("/") + "/") if self.storage.prefix else ""},
-            "Expiration": {"Days": days},
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2},
-        }
+    def set_lifecycle(self, days: int | None) -> None:
+        """A bucket rule expiring objects under our prefix (and stale multipart
+        uploads); None removes our rule. Other rules of the bucket are kept."""
+        rule_id = f"restorable-expire-{self.storage.name}"
         try:
             try:
                 current = self.client.get_bucket_lifecycle_configuration(Bucket=self.storage.bucket)["Rules"]
@@ -320,10 +315,22 @@ class S3Backend(Backend):
                 if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
                     raise
                 current = []
-            rules = [r for r in current if r.get("ID") != rule["ID"]] + [rule]
-            self.client.put_bucket_lifecycle_configuration(
-                Bucket=self.storage.bucket, LifecycleConfiguration={"Rules": rules}
-            )
+            rules = [r for r in current if r.get("ID") != rule_id]
+            if days:
+                rules.append({
+                    "ID": rule_id,
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": (self.storage.prefix.rstrip("/") + "/") if self.storage.prefix else ""},
+                    "Expiration": {"Days": days},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2},
+                })
+            if rules == current:
+                return
+            if rules:
+                self.client.put_bucket_lifecycle_configuration(
+                    Bucket=self.storage.bucket, LifecycleConfiguration={"Rules": rules})
+            else:  # S3 refuses an empty rule list
+                self.client.delete_bucket_lifecycle(Bucket=self.storage.bucket)
         except (ClientError, BotoCoreError) as exc:
             raise explain_s3_error(self.storage, exc) from None
 

@@ -1,9 +1,14 @@
 """Thin Celery tasks: load the row, call the domain code."""
 
+import logging
+
 from celery import shared_task
 
 from backups.models import BackupRun
+from backups.services import agent_queue_for
 from controlpanel.jobs import run_job
+
+log = logging.getLogger("restorable.tasks")
 
 
 @shared_task(bind=True, ignore_result=True, max_retries=3)
@@ -101,14 +106,34 @@ def apply_retention() -> int:
     return prune_all()
 
 
-@shared_task(ignore_result=True)
-def base_backup(job_id: int) -> None:
-    """On the database host's agent queue (routed when enqueued)."""
+def sent_on_to_agent(task, database, args: list, kwargs: dict | None = None):
+    """pgBackRest must run on the database host. A message that arrived on
+    another queue is sent on to the database's agent queue (its new result is
+    returned) instead of running here: the reaper re-sends lost jobs by task
+    name, which lands on the dumps queue, and a beat row may predate a change
+    of the database's agent queue. None: it arrived where it belongs (or was
+    called directly) and runs here."""
+    queue = agent_queue_for(database)
+    arrived = (task.request.delivery_info or {}).get("routing_key")
+    if not arrived or arrived == queue:
+        return None
+    log.info("%s for %s arrived on %s; sending it on to %s", task.name, database, arrived, queue)
+    return task.apply_async(args=args, kwargs=kwargs or {}, queue=queue)
+
+
+@shared_task(bind=True, ignore_result=True)
+def base_backup(self, job_id: int) -> None:
+    """On the database host's agent queue (routed when enqueued, re-routed if it arrives elsewhere)."""
     from backups.models import BaseBackup
 
     job = BaseBackup.objects.select_related("database").filter(pk=job_id).first()
-    if job is not None:
-        execute_base_backup(job)
+    if job is None:
+        return
+    forwarded = sent_on_to_agent(self, job.database, [job_id])
+    if forwarded is not None:
+        BaseBackup.objects.filter(pk=job.pk).update(celery_task_id=forwarded.id)
+        return
+    execute_base_backup(job)
 
 
 def execute_base_backup(job):
@@ -146,19 +171,19 @@ def check_wal() -> int:
     return unhealthy
 
 
-@shared_task(ignore_result=True)
-def scheduled_base_backup(database_id: int, kind: str = "full") -> None:
+@shared_task(bind=True, ignore_result=True)
+def scheduled_base_backup(self, database_id: int, kind: str = "full") -> None:
     """Beat's entry point; it runs on the database host's agent queue (see pitr schedules)."""
     from backups.models import BaseBackup, Database
     from controlpanel.models import Trigger
 
     database = Database.objects.filter(pk=database_id).first()
-    if database is not None:
+    if database is not None and sent_on_to_agent(self, database, [database_id], {"kind": kind}) is None:
         execute_base_backup(BaseBackup.objects.create(database=database, kind=kind, trigger=Trigger.SCHEDULED))
 
 
-@shared_task(ignore_result=True)
-def pgbackrest_verify(database_id: int) -> None:
+@shared_task(bind=True, ignore_result=True)
+def pgbackrest_verify(self, database_id: int) -> None:
     """Weekly `pgbackrest verify` of the repositories, its result kept on the setup."""
     from django.utils import timezone
 
@@ -166,8 +191,8 @@ def pgbackrest_verify(database_id: int) -> None:
     from backups.pitr import PgBackRest, PitrError
     from controlpanel.notify import event
 
-    setup = PitrSetup.objects.filter(database_id=database_id, enabled__isnull=False).first()
-    if setup is None:
+    setup = PitrSetup.objects.filter(database_id=database_id, enabled__isnull=False).select_related("database").first()
+    if setup is None or sent_on_to_agent(self, setup.database, [database_id]) is not None:
         return
     try:
         output, ok = PgBackRest(setup).verify(), True

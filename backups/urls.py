@@ -7,6 +7,7 @@ urlpatterns = [
     path("storages/add/", views.storage_add, name="storage-add"),
     path("storages/<str:name>/edit/", views.storage_edit, name="storage-edit"),
     path("storages/<str:name>/test/", views.storage_test, name="storage-test"),
+    path("storages/<str:name>/delete/", views.storage_delete, name="storage-delete"),
     path("databases/add/", views.database_add, name="database-add"),
     path("databases/<str:name>/", views.database_detail, name="database-detail"),
     path("databases/<str:name>/edit/", views.database_edit, name="database-edit"),

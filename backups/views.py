@@ -13,7 +13,8 @@ from django.views.decorators.http import require_POST
 
 from backups.forms import DatabaseForm, StorageForm
 from backups.models import BackupRun, Database, Storage
-from backups.services import AlreadyRunning, start_backup
+from backups.services import (AlreadyRunning, StorageInUse, check_storage, delete_storage, save_storage,
+                              start_backup)
 from backups.storage import StorageError, backend_for
 from controlpanel.models import ACTIVE_STATES, AuditEvent, Status
 from controlpanel.toasts import toast
@@ -34,13 +35,31 @@ def storage_edit(request, name):
 
 
 def _storage_form(request, storage):
+    heading = f"Edit storage {storage.name}" if storage.pk else "Add a storage"
     form = StorageForm(request.POST or None, instance=storage)
     if request.method == "POST" and form.is_valid():
-        storage = form.save()
-        AuditEvent.record("storage.save", f"Storage {storage} saved", obj=storage, request=request)
-        messages.success(request, f"Storage {storage} saved.")
-        return redirect("storage-list")
-    return render(request, "backups/storage_form.html", {"form": form, "storage": storage})
+        test = not form.cleaned_data["save_without_testing"]
+        try:
+            storage = save_storage(form.save(commit=False), test=test, request=request)
+        except StorageError as exc:
+            # Secrets are never rendered back: keys typed in this attempt must be typed again.
+            typed = any(form.data.get(name) for name in ("access_key_id", "secret_access_key"))
+            again = " Type the access keys again." if typed else ""
+            form.add_error(None, f"Not saved: {exc} Fix it, or tick \"Save without testing\".{again}")
+        else:
+            if test:
+                messages.success(request, f"Storage {storage} saved: {tested(storage)}")
+            else:
+                messages.warning(request, f"Storage {storage} saved without testing: press Test once it can be "
+                                          "reached (that also applies its bucket lifecycle rule).")
+            return redirect("storage-list")
+    return render(request, "backups/storage_form.html", {"form": form, "storage": storage, "heading": heading})
+
+
+def tested(storage) -> str:
+    rule = (f"; bucket lifecycle rule set to {storage.lifecycle_days} days"
+            if storage.kind == Storage.Kind.S3 and storage.lifecycle_days else "")
+    return f"wrote, read and deleted a test object{rule}."
 
 
 @require_POST
@@ -48,10 +67,30 @@ def _storage_form(request, storage):
 def storage_test(request, name):
     storage = get_object_or_404(Storage, name=name)
     try:
-        backend_for(storage).test()
+        check_storage(storage)
     except StorageError as exc:
         return toast(HttpResponse(status=204), f"Storage {storage}: {exc}", "error")
-    return toast(HttpResponse(status=204), f"Storage {storage} works: wrote, read and deleted a test object.", "success")
+    return toast(HttpResponse(status=204), f"Storage {storage} works: {tested(storage)}", "success")
+
+
+@require_POST
+@permission_required("backups.delete_storage", raise_exception=True)
+def storage_delete(request, name):
+    """Delete a storage's row (never its files), refused with the reason while anything needs it."""
+    storage = get_object_or_404(Storage, name=name)
+    try:
+        delete_storage(storage, request=request)
+    except StorageInUse as exc:
+        if request.htmx:
+            return toast(HttpResponse(status=204), str(exc), "error")
+        messages.error(request, str(exc))
+        return redirect("storage-list")
+    messages.success(request, f"Storage {name} deleted; its files were left in place.")
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("storage-list")
+        return response
+    return redirect("storage-list")
 
 
 @permission_required("backups.add_database", raise_exception=True)

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from backups.models import BaseBackup, PitrSetup
@@ -80,7 +81,8 @@ def test_base_backup_and_pitr_drill_buttons_queue_audited_jobs(client, archiving
     response = client.post("/databases/app/pitr/base-backup/", {"kind": "diff"}, follow=True)
     job = BaseBackup.objects.get()
     assert job.kind == "diff" and job.status == Status.QUEUED and job.celery_task_id == "task-1"
-    assert sent.calls[0] == ((), {"args": [job.pk], "queue": None})
+    # pgBackRest runs on the database host: its agent's queue (this one has none set: the default agent).
+    assert sent.calls[0] == ((), {"args": [job.pk], "queue": settings.AGENT_QUEUE})
     assert "base backup #%d of app queued" % job.pk in response.content.decode()
     assert AuditEvent.objects.filter(action="base_backup.start", user=operator).exists()
 

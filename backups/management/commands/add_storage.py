@@ -5,7 +5,8 @@ from backups.management.commands._follow import TextArgsMixin
 
 from backups.forms import StorageForm
 from backups.models import Storage
-from backups.storage import StorageError, backend_for
+from backups.services import save_storage
+from backups.storage import StorageError
 from controlpanel.env import env_secret
 
 
@@ -64,16 +65,10 @@ class Command(TextArgsMixin, BaseCommand):
         form = StorageForm(data, instance=instance)
         if not form.is_valid():
             raise CommandError(form_errors(form))
-        storage = form.save(commit=False)
-        if not o["no_test"]:
-            try:
-                backend = backend_for(storage)
-                backend.test()
-                if storage.lifecycle_days:
-                    backend.set_lifecycle(storage.lifecycle_days)
-            except StorageError as exc:
-                raise CommandError(str(exc)) from None
-        storage.save()
+        try:
+            storage = save_storage(form.save(commit=False), test=not o["no_test"])
+        except StorageError as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write(f"Storage {storage.name} saved ({storage.location}).")
 
 

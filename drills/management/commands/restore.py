@@ -4,7 +4,6 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 from backups.management.commands._follow import TextArgsMixin
-from django.db import transaction
 
 from backups.management.commands._follow import follow, iso
 from backups.models import BackupRun
@@ -65,22 +64,15 @@ class Command(TextArgsMixin, BaseCommand):
             except PgError as exc:
                 raise CommandError(f"{o['to_dsn_env']}: {exc}") from None
             kwargs.update(target=Restore.Target.NEW_DATABASE, target_dbname=o["new_database"],
-                          confirmation=o["confirm"])
+                          target_dsn=dsn, confirmation=o["confirm"])
         from drills.services import create_restore, start_restore
 
         if o["inline"]:
             from drills.tasks import execute_restore
 
-            job = create_restore(run, **kwargs)
-            if o["to_dsn_env"]:
-                Restore.objects.filter(pk=job.pk).update(target_dsn=dsn)
-                job.refresh_from_db()
-            job = execute_restore(job)
+            job = execute_restore(create_restore(run, **kwargs))
         else:
-            with transaction.atomic():
-                job = start_restore(run, **kwargs)
-                if o["to_dsn_env"]:
-                    Restore.objects.filter(pk=job.pk).update(target_dsn=dsn)
+            job = start_restore(run, **kwargs)
             if o["wait"]:
                 job = follow(job)
         self.report(job, o["json"], queued=not (o["inline"] or o["wait"]))
