@@ -6,6 +6,7 @@ SQLite metadata, a filesystem broker and keys generated into the data dir.
 The README's configuration table lists every variable.
 """
 
+import os
 import secrets
 import socket
 import sys
@@ -21,23 +22,25 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("RESTORABLE_DATA_DIR") or BASE_DIR / "var").resolve()
 
 
-def _ensure_data_dir() -> None:
+def _directory(path: Path, variable: str = "RESTORABLE_DATA_DIR") -> Path:
+    """Make a directory the panel writes to; one that cannot be made stops the start naming its variable."""
     try:
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ImproperlyConfigured(
-            f"RESTORABLE_DATA_DIR {str(DATA_DIR)!r} cannot be created: {exc.strerror}"
-        ) from None
+        raise ImproperlyConfigured(f"{variable} {str(path)!r} cannot be created: {exc.strerror or exc}") from None
+    return path
 
 
 def _generated_once(file_name: str, make) -> str:
     """A key kept in the data dir: made on first start, then read back (mode 600)."""
-    _ensure_data_dir()
-    path = DATA_DIR / file_name
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(make())
-    return path.read_text().strip()
+    path = _directory(DATA_DIR) / file_name
+    try:
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(make())
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"RESTORABLE_DATA_DIR: cannot keep {file_name} in it: {exc.strerror or exc}") from None
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -130,8 +133,7 @@ TEMPLATES = [
 def _database_from_url() -> dict:
     url = env_secret("DATABASE_URL")  # or DATABASE_URL_FILE: the URL holds a password
     if not url:
-        _ensure_data_dir()
-        url = f"sqlite:///{DATA_DIR / 'restorable.sqlite3'}"
+        url = f"sqlite:///{_directory(DATA_DIR) / 'restorable.sqlite3'}"
     try:
         config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
     except (ValueError, dj_database_url.UnknownSchemeError) as exc:
@@ -168,8 +170,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATIC_ROOT = _directory(DATA_DIR / "static")  # whitenoise warns at every start when it is missing
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -189,10 +190,14 @@ WHITENOISE_MANIFEST_STRICT = False
 # --- Celery -----------------------------------------------------------------
 
 BROKER_DIR = DATA_DIR / "broker"
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://localhost/"
+if CELERY_BROKER_URL == "filesystem://":
+    # The same broker; without a host kombu warns at every start. Celery reads
+    # CELERY_BROKER_URL from the environment before its settings, so set it there too.
+    CELERY_BROKER_URL = os.environ["CELERY_BROKER_URL"] = "filesystem://localhost/"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for _sub in ("queue", "processed", "control"):
-        (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
+        _directory(BROKER_DIR / _sub)  # kombu's filesystem transport does not make its folders
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
@@ -264,7 +269,9 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"quiet_housekeeping": {"()": "controlpanel.logfilters.QuietHousekeeping"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["quiet_housekeeping"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"level": "WARNING" if LOG_LEVEL != "DEBUG" else "DEBUG"},
@@ -277,5 +284,5 @@ LOGGING = {
 if SYSLOG:  # the playbook's `logger -t pg-backup`
     LOGGING["formatters"]["syslog"] = {"format": "pg-backup: %(levelname)s %(name)s %(message)s"}
     LOGGING["handlers"]["syslog"] = {"class": "logging.handlers.SysLogHandler", "address": "/dev/log",
-                                     "formatter": "syslog"}
+                                     "formatter": "syslog", "filters": ["quiet_housekeeping"]}
     LOGGING["root"]["handlers"].append("syslog")

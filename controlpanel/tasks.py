@@ -1,6 +1,7 @@
 """Housekeeping tasks of the panel itself."""
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -66,7 +67,7 @@ def daily_digest() -> int:
     from backups.models import BackupRun
     from controlpanel.notify import event
 
-    since = timezone.now() - timezone.timedelta(days=1)
+    since = timezone.now() - timedelta(days=1)
     runs = BackupRun.objects.filter(created__gte=since)
     ok = runs.good().count()
     event("digest", f"Last 24 h: {ok} verified backups of {runs.count()} runs.")

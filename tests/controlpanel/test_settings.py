@@ -12,7 +12,7 @@ from controlpanel import env
 
 def start_django(tmp_path, **variables) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "RESTORABLE_", "DATABASE_URL", "CELERY_"))}
-    environ.update(RESTORABLE_DATA_DIR=str(tmp_path / "data"), **variables)
+    environ.update({"RESTORABLE_DATA_DIR": str(tmp_path / "data"), **variables})
     return subprocess.run(
         [sys.executable, "-c", "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='controlpanel.settings'; django.setup(); "
          "from django.conf import settings; print(settings.DATABASES['default']['ENGINE'], settings.CELERY_BROKER_URL)"],
@@ -43,7 +43,7 @@ def test_bad_value_fails_at_start_naming_the_variable(tmp_path, variable, value)
 def test_embedded_defaults_need_no_server_and_generate_keys_once(tmp_path):
     first = start_django(tmp_path)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.split() == ["django.db.backends.sqlite3", "filesystem://"]
+    assert first.stdout.split() == ["django.db.backends.sqlite3", "filesystem://localhost/"]
     data = tmp_path / "data"
     secret = (data / "django-secret-key").read_text()
     fernet_key = (data / "secrets-key").read_text()
