@@ -5,13 +5,16 @@ in to the empty dashboard, and a backup run by up's own worker."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from drills.sandbox import free_port
@@ -35,7 +38,10 @@ def manage(env, *args, **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def panel(tmp_path):
-    env = embedded_env(tmp_path / "var")
+    # Sandboxes outside pytest's temporary root: a pytest session starting
+    # elsewhere makes that root 0700 again, and the postgres OS user must reach them.
+    sandboxes = Path(tempfile.mkdtemp(prefix="rs-up-sandboxes-"))
+    env = {**embedded_env(tmp_path / "var"), "RESTORABLE_SANDBOX_DIR": str(sandboxes)}
     for args in (["migrate", "--noinput"], ["bootstrap"]):
         result = manage(env, *args)
         assert result.returncode == 0, result.stderr
@@ -57,6 +63,7 @@ def panel(tmp_path):
             proc.wait(timeout=40)
         except subprocess.TimeoutExpired:
             proc.kill()
+    shutil.rmtree(sandboxes, ignore_errors=True)
 
 
 def login(base: str) -> httpx.Client:
@@ -113,3 +120,29 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
 def test_no_migrations_are_missing(tmp_path):
     result = manage(embedded_env(tmp_path / "var"), "makemigrations", "--check", "--dry-run")
     assert result.returncode == 0, result.stdout
+
+
+def test_up_names_the_kept_sandboxes_it_leaves_running_and_removes_the_rest(panel):
+    from drills.sandbox import LABEL, Sandbox
+
+    base, env, proc, tmp = panel
+    # A restore's kept sandbox and a drill's left by a killed job, made by a process that then exits.
+    made = manage(env, "shell", "-c", (
+        "from drills.models import Drill, Restore; from drills.sandbox import LocalSandboxes; "
+        "kept = LocalSandboxes().create(15, keep=True, ttl_seconds=3600, job=Restore(pk=7)); "
+        "left = LocalSandboxes().create(15, job=Drill(pk=8)); print('made', kept.directory, kept.port, left.directory)"))
+    assert made.returncode == 0, made.stderr
+    kept_dir, kept_port, left_dir = made.stdout.split("made ")[1].split()
+    kept = Sandbox(major=15, directory=Path(kept_dir), port=int(kept_port))
+    try:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        out = (tmp / "up.log").read_text()
+        line = next((l for l in out.splitlines() if kept.name in l), "")
+        assert re.search(rf"port {kept_port}\s+until \d{{4}}-\d\d-\d\d \d\d:\d\d .*restore #7", line), out[-2000:]
+        assert json.loads((kept.directory / LABEL).read_text())["kept"] is True
+        with psycopg.connect(host="127.0.0.1", port=int(kept_port), user="postgres", dbname="postgres") as conn:
+            assert conn.execute("SELECT 1").fetchone()[0] == 1  # still up, as the line says
+        assert not Path(left_dir).exists() and Path(left_dir).name not in out  # the drill's leftover was removed
+    finally:
+        kept.remove()

@@ -1,7 +1,9 @@
 """Run web, worker and beat in one foreground command (the quick start).
 
 Ctrl-C (or SIGTERM) stops all three; if one of them dies, the others are
-stopped too, so a half-running panel never looks healthy.
+stopped too, so a half-running panel never looks healthy. On the way out it
+removes the sandboxes the stopped worker's jobs left, and names the kept
+ones (restores handed to an admin) that stay up until they expire.
 """
 
 import signal
@@ -11,9 +13,11 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from backups.management.commands._follow import TextArgsMixin
+from django.utils import timezone
 
+from backups.management.commands._follow import TextArgsMixin
 from controlpanel.env import env_int, env_str
+from drills.sandbox import SandboxError, list_sandboxes, reap_sandboxes
 
 
 class Command(TextArgsMixin, BaseCommand):
@@ -60,4 +64,22 @@ class Command(TextArgsMixin, BaseCommand):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+        self.report_sandboxes()
         sys.exit(exit_code)
+
+    def report_sandboxes(self) -> None:
+        """Kept sandboxes outlive the panel by design: say which, and until when."""
+        try:
+            reap_sandboxes()  # what the stopped worker's jobs left behind
+            left = list_sandboxes()
+        except (SandboxError, OSError) as exc:
+            self.stderr.write(f"Could not check for sandboxes left running: {exc}")
+            return
+        if not left:
+            return
+        self.stdout.write(f"Left running: {len(left)} sandbox(es), removed when they expire by the drills "
+                          "worker (at its next start if the panel is still stopped); listed at /sandboxes/.")
+        for sandbox in left:
+            what = f"{sandbox.job_kind} #{sandbox.job_pk}" if sandbox.job else "no job recorded"
+            until = f"{timezone.localtime(sandbox.expires):%Y-%m-%d %H:%M %Z}" if sandbox.expires else "unknown"
+            self.stdout.write(f"  {sandbox.name}  port {sandbox.port}  until {until}  {what}")
