@@ -4,9 +4,11 @@ an hour), removed when its owner died, and a kept one when it expires."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from backups.pitr import PgBackRest
 from backups.tasks import execute_base_backup
 from controlpanel.models import Status
 from drills.models import Drill, Restore
-from drills.sandbox import LABEL, LocalSandboxes, reap_sandboxes
+from drills.sandbox import LABEL, LocalSandboxes, Sandbox, reap_sandboxes
 from tests.drills.conftest import sql
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,3 +117,32 @@ def test_a_pitr_drill_keeps_its_cluster_past_an_hour_and_past_the_time_limit(arc
     drill = execute_drill(Drill.objects.create(database=database, pitr_target=target, details={"pitr": True}))
     assert drill.status == Status.SUCCEEDED, drill.error
     assert reaped == [0]
+
+
+def test_a_drills_worker_starting_after_a_stop_removes_expired_kept_sandboxes_only(tmp_path):
+    """The panel was stopped with kept restores running; the worker that starts next removes the expired one."""
+    sandboxes = Path(tempfile.mkdtemp(prefix="rs-restart-sandboxes-"))  # reachable by the postgres OS user
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESTORABLE_", "DATABASE_URL", "CELERY_"))}
+    env.update(RESTORABLE_DATA_DIR=str(tmp_path / "data"), RESTORABLE_SANDBOX_DIR=str(sandboxes),
+               DJANGO_SETTINGS_MODULE="controlpanel.settings")
+    code = ("import django; django.setup(); from drills.sandbox import LocalSandboxes; "
+            "a = LocalSandboxes().create(15, keep=True, ttl_seconds=1); "
+            "b = LocalSandboxes().create(15, keep=True, ttl_seconds=3600); print(a.directory, b.directory)")
+    made = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    expiring, kept = (Path(p) for p in made.stdout.split())
+    postmaster = int((expiring / "data" / "postmaster.pid").read_text().splitlines()[0])
+    while time.time() <= json.loads((expiring / LABEL).read_text())["expires"]:
+        time.sleep(0.1)  # until the first has expired, as if hours had passed
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "controlpanel", "worker", "-Q", "drills", "--concurrency", "1",
+         "-n", f"restart{os.getpid()}@%h", "--without-mingle", "--without-gossip"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert postmaster_gone(expiring, postmaster, timeout=60), "the worker did not remove the expired sandbox"
+        assert kept.exists()
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+        Sandbox(major=15, directory=kept, port=0).remove()
+        shutil.rmtree(sandboxes, ignore_errors=True)
