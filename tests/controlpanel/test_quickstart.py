@@ -130,7 +130,8 @@ def test_up_names_the_kept_sandboxes_it_leaves_running_and_removes_the_rest(pane
     made = manage(env, "shell", "-c", (
         "from drills.models import Drill, Restore; from drills.sandbox import LocalSandboxes; "
         "kept = LocalSandboxes().create(15, keep=True, ttl_seconds=3600, job=Restore(pk=7)); "
-        "left = LocalSandboxes().create(15, job=Drill(pk=8)); print('made', kept.directory, kept.port, left.directory)"))
+        "left = LocalSandboxes().create(15, job=Drill(pk=8)); "
+        "print('made', kept.directory, kept.port, left.directory)"))
     assert made.returncode == 0, made.stderr
     kept_dir, kept_port, left_dir = made.stdout.split("made ")[1].split()
     kept = Sandbox(major=15, directory=Path(kept_dir), port=int(kept_port))

@@ -71,7 +71,8 @@ def test_an_expired_kept_sandbox_is_listed_as_such_until_the_reaper_removes_it(c
 
 
 @needs_chromium
-def test_the_sandbox_page_renders_in_each_state_at_both_widths(browser, live_server, viewer, source_database):  # noqa: F811
+def test_the_sandbox_page_renders_in_each_state_at_both_widths(browser, live_server, viewer,  # noqa: F811
+                                                                source_database):
     def fits(page):
         # The page's own content; the top bar is base.html's and static/css/app.css's.
         wide = page.evaluate("""[...document.querySelectorAll('main *')]
