@@ -7,9 +7,11 @@ Screenshots go to test-output/screenshots.
 
 import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
+from django.db.backends.signals import connection_created
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop shares the test thread
 
@@ -26,12 +28,36 @@ needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian'
 @pytest.fixture
 def browser():
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield browser
-        browser.close()
+    opened = []
+
+    def remember(sender, connection, **kwargs):
+        opened.append(connection)
+
+    connection_created.connect(remember)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--disable-quic"])
+            yield browser
+            browser.close()
+    finally:
+        connection_created.disconnect(remember)
+        close_context_connections(opened)
+
+
+def close_context_connections(opened) -> None:
+    """Close what the test body opened in Playwright's context.
+
+    Once sync_playwright() has started, the test body runs in another
+    contextvars context than pytest-django's fixtures, so Django gives it a
+    connection of its own that nothing closes: the suite ended with 'database
+    test_restorable is being accessed by other users'. Connections of the live
+    server's request threads are theirs to close.
+    """
+    for connection in opened:
+        if connection._thread_ident == threading.get_ident() and connection.connection is not None:
+            connection.close()
 
 
 def log_in(browser, base, username, password=PASSWORD, width=1280):

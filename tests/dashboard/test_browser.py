@@ -1,49 +1,16 @@
 """The panel walked as a new user would, in headless Chromium, against a live
 server and a real Celery worker. Screenshots go to test-output/screenshots."""
 
-import os
 import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop shares the test thread
+from tests.browser import browser, log_in, needs_chromium, shot  # noqa: F401
+from tests.conftest import PG, make_user
 
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
-
-from tests.conftest import PG, make_user  # noqa: E402
-
-SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-
-pytestmark = [pytest.mark.django_db(transaction=True),
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")]
-
-
-@pytest.fixture
-def browser():
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield browser
-        browser.close()
-
-
-def log_in(browser, base, username, password):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(base + "/")
-    expect(page).to_have_url(re.compile(r"/login/"))
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("main button[type=submit]")
-    expect(page.locator("h1")).to_contain_text("Overview")
-    return page
-
-
-def shot(page, name):
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium]
 
 
 def test_a_new_admin_protects_a_database_end_to_end(browser, live_server, celery_worker, make_pg_database,
