@@ -6,7 +6,7 @@ from django.utils.timezone import now
 
 from controlpanel.crypto import EncryptedTextField
 from controlpanel.models import Job, Status
-from controlpanel.validators import name_validator  # noqa: F401 (imported from here too)
+from controlpanel.validators import name_validator
 
 
 

@@ -174,7 +174,3 @@ def tool_version(path: Path) -> str:
     out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30, check=True)
     return out.stdout.strip()
 
-
-def tool_major(path: Path) -> int:
-    match = re.search(r"(\d+)(?:\.\d+)?", tool_version(path).split(")")[-1])
-    return int(match.group(1)) if match else 0

@@ -196,9 +196,6 @@ class PgBackRest:
         backups = self.info().get("backup", [])
         return backups[-1] if backups else {}
 
-    def backups(self) -> list[dict]:
-        return self.info().get("backup", [])
-
     def earliest_consistent_time(self) -> datetime | None:
         return earliest_reachable(self.info())
 

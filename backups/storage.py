@@ -6,7 +6,6 @@ committed leaves nothing that could pass for a backup (local: a `.partial`
 file removed on abort; S3: the multipart upload is aborted).
 """
 
-import hashlib
 import os
 import posixpath
 import threading
@@ -80,14 +79,6 @@ class Backend:
         except BaseException:
             writer.abort()
             raise
-
-    def sha256(self, key: str) -> tuple[str, int]:
-        """Re-read an object from the storage itself and hash it while streaming."""
-        digest, size = hashlib.sha256(), 0
-        for chunk in self.read(key):
-            digest.update(chunk)
-            size += len(chunk)
-        return digest.hexdigest(), size
 
 
 class LocalBackend(Backend):

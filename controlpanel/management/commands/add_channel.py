@@ -19,7 +19,7 @@ class Command(TextArgsMixin, BaseCommand):
         import apprise
 
         from backups.management.commands._follow import env_text
-        from backups.models import name_validator
+        from controlpanel.validators import name_validator
         from django.core.exceptions import ValidationError
 
         try:

@@ -54,7 +54,7 @@ class Command(TextArgsMixin, BaseCommand):
             source = BackupRun.objects.filter(pk=run, database=database, status=Status.SUCCEEDED).first()
             if source is None:
                 raise CommandError(f"No succeeded backup run #{run} of {name}.")
-        elif database.last_good_run() is None and not pitr:
+        elif database.last_good_run() is None:
             raise CommandError(f"{name} has no verified backup to drill with.")
         if inline:
             from drills.tasks import execute_drill
