@@ -3,6 +3,7 @@
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from backups.models import BackupRun
 from backups.services import agent_queue_for
@@ -25,8 +26,6 @@ def backup(self, run_id: int) -> None:
 def retry_delay(attempt: int) -> float:
     """Exponential backoff with jitter, from RESTORABLE_RETRY_BACKOFF seconds."""
     import random
-
-    from django.conf import settings
 
     return settings.RETRY_BACKOFF * (2 ** attempt) * random.uniform(0.8, 1.2)
 
@@ -106,16 +105,22 @@ def apply_retention() -> int:
     return prune_all()
 
 
+def shared_queues() -> set[str]:
+    """The queues any host's worker may take from (dumps, drills), unlike an agent's."""
+    return {settings.CELERY_TASK_DEFAULT_QUEUE, *(route["queue"] for route in settings.CELERY_TASK_ROUTES.values())}
+
+
 def sent_on_to_agent(task, database, args: list, kwargs: dict | None = None):
-    """pgBackRest must run on the database host. A message that arrived on
-    another queue is sent on to the database's agent queue (its new result is
-    returned) instead of running here: the reaper re-sends lost jobs by task
-    name, which lands on the dumps queue, and a beat row may predate a change
-    of the database's agent queue. None: it arrived where it belongs (or was
-    called directly) and runs here."""
-    queue = agent_queue_for(database)
+    """pgBackRest must run on the database host. A message that arrived on a
+    shared queue is sent on to the database's agent queue (its new result is
+    returned) instead of running here: whatever is sent by task name alone
+    lands on dumps (the reaper re-sending a lost job, a beat row made before
+    rows carried their queue). None: it arrived on an agent queue, or was
+    called directly, and runs here. Agent queues are trusted as routed, so two
+    processes with different RESTORABLE_AGENT_QUEUE never bounce a message."""
     arrived = (task.request.delivery_info or {}).get("routing_key")
-    if not arrived or arrived == queue:
+    queue = agent_queue_for(database)
+    if not arrived or arrived == queue or arrived not in shared_queues():
         return None
     log.info("%s for %s arrived on %s; sending it on to %s", task.name, database, arrived, queue)
     return task.apply_async(args=args, kwargs=kwargs or {}, queue=queue)

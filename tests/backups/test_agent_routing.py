@@ -114,6 +114,22 @@ def test_a_pitr_restore_into_a_data_directory_goes_to_the_agent_a_sandbox_one_to
             broker().lrem("drills", 0, message)
 
 
+def test_work_that_arrived_on_an_agent_queue_runs_there_even_if_named_otherwise(pitr_database, agent_queue,
+                                                                                  monkeypatch, settings):
+    """Another process may compute the default agent queue differently
+    (RESTORABLE_AGENT_QUEUE per host): what an agent took, it runs, never bounced."""
+    from backups.tasks import base_backup
+
+    settings.AGENT_QUEUE = agent_queue
+    ran = []
+    monkeypatch.setattr("backups.tasks.execute_base_backup", ran.append)
+    job = BaseBackup.objects.create(database=pitr_database)
+    base_backup.apply(args=[job.pk], routing_key="agent.some-other-name")
+    assert ran == [job] and messages_on(agent_queue) == []
+    base_backup.apply(args=[job.pk], routing_key="dumps")  # a shared queue: sent on, not run
+    assert ran == [job] and messages_on(agent_queue) == [("backups.tasks.base_backup", [job.pk], {})]
+
+
 @pytest.fixture
 def dumps_worker(worker_env, tmp_path):
     """A real worker on the dumps queue only, as on the panel's host."""
