@@ -199,6 +199,8 @@ def test_the_storage_list_pages_empty_full_and_refusing_a_delete(browser, live_s
         expect(page.locator("#storage-offsite")).to_contain_text("90 days; bucket rule 30 days")
         expect(page.locator("#storage-local")).to_contain_text(source_database.primary_storage.path)
         expect(page.locator("#storage-spare button", has_text="Delete")).to_be_visible()
+        fits = "document.querySelector('#storages-wrap').getBoundingClientRect().right <= window.innerWidth"
+        assert page.evaluate(fits), "the storage table widens the page"
 
     def refused(page):
         page.once("dialog", lambda dialog: dialog.accept())
