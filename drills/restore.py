@@ -74,7 +74,8 @@ def restore_into_sandbox(restore: Restore, dump, major: int, selection: list[str
         "connection": {"host": sandbox.host, "port": sandbox.port, "dbname": dbname, "user": sandbox.user},
         "one_time_password": password,
         "expires": datetime.fromtimestamp(sandbox.expires, dt_timezone.utc),  # what the reaper goes by
-        "details": {**restore.details, "sandbox": sandbox.name},
+        # Where it lives on the drills host: the directory (local) or the container's name (docker).
+        "details": {**restore.details, "sandbox": str(getattr(sandbox, "directory", "") or sandbox.name)},
     }
 
 
@@ -137,6 +138,6 @@ def run_pitr_restore(restore: Restore) -> dict:
         "connection": {"host": sandbox.host, "port": sandbox.port, "dbname": restore.database.dbname,
                        "user": restore.database.user},
         "expires": datetime.fromtimestamp(sandbox.expires, dt_timezone.utc),
-        "details": {**restore.details, "sandbox": sandbox.name,
+        "details": {**restore.details, "sandbox": str(sandbox.directory),
                     "rto_seconds": round(_time.monotonic() - started, 3)},
     }

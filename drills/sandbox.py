@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from django.apps import apps
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 
 from backups.pgtools import ConnInfo, PgError, ToolMissing, installed_majors
 
@@ -122,7 +122,10 @@ def job_running(ref: str) -> bool | None:
     label, _, pk = ref.rpartition(":")
     try:
         status = apps.get_model(label).objects.filter(pk=int(pk)).values_list("status", flat=True).first()
-    except (LookupError, ValueError, DatabaseError):
+    except (LookupError, ValueError):
+        return None
+    except DatabaseError:
+        connection.close()  # the reaper's thread reconnects next time instead of reusing a broken connection
         return None
     return None if status is None else status in ACTIVE_STATES
 
