@@ -19,7 +19,8 @@ urlpatterns = [
     path("channels/<str:name>/test/", views.channel_test, name="channel-test"),
     path("channels/<str:name>/delete/", views.channel_delete, name="channel-delete"),
     # Clients that ignore <link rel=icon> (feed readers, old browsers) still ask here.
-    path("favicon.ico", login_not_required(RedirectView.as_view(url=static("favicon.svg"), permanent=True))),
+    path("favicon.ico", login_not_required(RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+         name="favicon"),
     path("health/live", views.health_live, name="health-live"),
     path("health/ready", views.health_ready, name="health-ready"),
     path("metrics", metrics.metrics, name="metrics"),

@@ -112,7 +112,7 @@ class Verifier:
             raise VerificationFailed(f"Run #{self.run.pk} has no stored artifacts to verify.")
         # The sandbox starts while the copies are read: it needs nothing from them.
         sandbox = None if self.verification.checksums_only else Background(
-            sandbox_backend().create, self.server_major())
+            sandbox_backend().create, self.server_major(), job=self.verification)
         try:
             with Staging() as staging:
                 source = self.source_storage(artifacts)

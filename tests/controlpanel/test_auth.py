@@ -6,7 +6,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from backups.models import BackupRun
 from controlpanel.roles import ADMIN, OPERATOR, VIEWER, role_of
 
-PUBLIC = {"login", "health-live", "health-ready", "metrics"}
+PUBLIC = {"login", "health-live", "health-ready", "metrics", "favicon"}  # favicon: a redirect to a static file
 
 
 def all_patterns(resolver=None, prefix=""):
