@@ -142,7 +142,7 @@ def base_backup(self, job_id: int) -> None:
 
 
 def execute_base_backup(job):
-    from backups.wal import run_base_backup
+    from backups.pitr import run_base_backup
     from controlpanel.notify import event
 
     run_job(job, run_base_backup)
@@ -157,7 +157,7 @@ def check_wal() -> int:
     """Every few minutes: WAL archiving health of each PITR-enabled database; alert once per episode."""
     from backups.models import PitrSetup
     from backups.pgtools import PgError
-    from backups.wal import wal_health
+    from backups.pitr import wal_health
     from controlpanel.notify import event
 
     unhealthy = 0
@@ -193,7 +193,7 @@ def pgbackrest_verify(self, database_id: int) -> None:
     from django.utils import timezone
 
     from backups.models import PitrSetup
-    from backups.pitr import PgBackRest, PitrError
+    from backups.pgbackrest import PgBackRest, PitrError
     from controlpanel.notify import event
 
     setup = PitrSetup.objects.filter(database_id=database_id, enabled__isnull=False).select_related("database").first()

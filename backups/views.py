@@ -118,7 +118,7 @@ def _database_form(request, database):
 
 def database_detail(request, name):
     from backups.schedules import next_runs
-    from drills.budgets import database_health
+    from drills.health import database_health
 
     database = get_object_or_404(Database.objects.select_related("primary_storage", "policy"), name=name)
     runs = database.runs.all()
@@ -252,7 +252,7 @@ def next_runs_preview(request):
 def pitr_context(database: Database) -> dict:
     """The PITR card: archiving state, recovery window and recent base backups (cached state only)."""
     from backups.models import PitrSetup
-    from backups.wal import recovery_window
+    from backups.pitr import recovery_window
 
     setup = PitrSetup.objects.filter(database=database).first()
     if setup is None:

@@ -51,7 +51,7 @@ def make_dataset(scale: int) -> int:
 
 
 def start_moto() -> tuple[subprocess.Popen, str]:
-    from drills.sandbox import free_port
+    from drills.sandboxes import free_port
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

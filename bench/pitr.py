@@ -49,11 +49,11 @@ def main() -> int:
     call_command("migrate", verbosity=0)
 
     from backups.models import BaseBackup, Database, PitrSetup, Storage
-    from backups.pitr import PgBackRest, as_owner
+    from backups.pgbackrest import PgBackRest, as_owner
     from backups.tasks import execute_base_backup
-    from backups.wal import enable, setup_for
+    from backups.pitr import enable, setup_for
     from drills.pitr import remove_sandbox, restore_to_sandbox
-    from drills.sandbox import LocalSandboxes, Sandbox, bin_dir
+    from drills.sandboxes import LocalSandboxes, Sandbox, bin_dir
 
     engine = PgBackRest(PitrSetup(stanza="bench"))
     cluster = LocalSandboxes().create(15, extra_settings={
@@ -118,7 +118,7 @@ def main() -> int:
 
 
 def restore_by_hand(setup, base, target, binaries, as_owner, Sandbox) -> float:
-    from drills.sandbox import free_port, sandbox_root
+    from drills.sandboxes import free_port, sandbox_root
 
     work = Path(tempfile.mkdtemp(prefix="by-hand-", dir=sandbox_root()))
     os.chmod(work, 0o755)

@@ -29,7 +29,7 @@ SANDBOX_STARTS = """
 import json, time
 import django
 django.setup()
-from drills.sandbox import LocalSandboxes
+from drills.sandboxes import LocalSandboxes
 times = []
 for _ in range(5):
     t0 = time.perf_counter()

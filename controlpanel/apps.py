@@ -8,7 +8,7 @@ class ControlPanelConfig(AppConfig):
 
     def ready(self):
         from controlpanel.roles import sync_roles
-        from controlpanel.schedules import ensure_system_schedules
+        from controlpanel.system_schedules import ensure_system_schedules
 
         # Not limited to this app as sender: the permissions of backups and
         # drills are created by their own post_migrate, after ours.

@@ -30,7 +30,7 @@ def reap_sandboxes_of_this_host(sender=None, **kwargs):
     log = logging.getLogger("restorable.sandbox")
 
     def reap_forever():
-        from drills.sandbox import reap_sandboxes
+        from drills.sandboxes import reap_sandboxes
 
         while True:
             try:

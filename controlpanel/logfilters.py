@@ -10,7 +10,7 @@ Celery logs them at ERROR.
 
 import logging
 
-# The periodic tasks of controlpanel/schedules.py that run more often than hourly.
+# The periodic tasks of controlpanel/system_schedules.py that run more often than hourly.
 QUIET_TASKS = (
     "controlpanel.tasks.reap_dead_jobs",
     "controlpanel.tasks.reap_sandboxes",

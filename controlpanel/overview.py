@@ -7,7 +7,7 @@ from django.db.models import OuterRef, Subquery
 from backups.models import BackupRun, Database
 from backups.schedules import next_runs
 from controlpanel.models import ACTIVE_STATES, Status
-from drills.budgets import DrillFacts, assess
+from drills.health import DrillFacts, assess
 from drills.models import Drill
 
 

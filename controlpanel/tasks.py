@@ -27,7 +27,7 @@ def reap_dead_jobs() -> int:
 @shared_task(ignore_result=True)
 def reap_sandboxes() -> int:
     """Remove sandboxes left behind by killed workers, and expired kept ones."""
-    from drills.sandbox import reap_sandboxes as reap
+    from drills.sandboxes import reap_sandboxes as reap
 
     return reap()
 

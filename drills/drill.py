@@ -18,9 +18,9 @@ import psycopg
 from backups.models import BackupRun
 from backups.pgtools import connect
 from drills.models import Drill
-from drills.restoring import RestoreFailed, count_rows, create_database, fetch_dump, pg_restore
-from drills.sandbox import backend as sandbox_backend
-from drills.verification import Staging
+from drills.fetch import Staging, fetch_dump
+from drills.pgrestore import RestoreFailed, count_rows, create_database, pg_restore
+from drills.sandboxes import backend as sandbox_backend
 
 log = logging.getLogger("restorable.drill")
 
@@ -154,7 +154,7 @@ def run_pitr_drill(drill: Drill) -> dict:
 
     from backups.models import PitrSetup
     from backups.pgtools import ConnInfo
-    from backups.pitr import PitrError, read_archiver
+    from backups.pgbackrest import PitrError, read_archiver
     from drills.pitr import restore_to_sandbox
 
     setup = PitrSetup.objects.filter(database=drill.database, enabled__isnull=False).first()

@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from backups.models import PitrSetup
 from backups.pgtools import PgError, connect
-from backups.pitr import PgBackRest, PitrError, _allow_traverse, chown_to_owner
-from drills.sandbox import LocalSandboxes, Sandbox, bin_dir, new_label, sandbox_root, write_label
+from backups.pgbackrest import PgBackRest, PitrError, _allow_traverse, chown_to_owner
+from drills.sandboxes import LocalSandboxes, Sandbox, bin_dir, new_label, sandbox_root, write_label
 
 
 def check_target(engine: PgBackRest, target: datetime | None) -> None:
@@ -38,7 +38,7 @@ def check_target(engine: PgBackRest, target: datetime | None) -> None:
 def restore_to_sandbox(setup: PitrSetup, target: datetime | None, keep_seconds: int | None, keep: bool,
                        job=None) -> tuple:
     """Restore the stanza at TARGET into a new sandbox; returns (sandbox, recovered_to).
-    keep_seconds None: as long as a job may run (drills.sandbox.job_seconds)."""
+    keep_seconds None: as long as a job may run (drills.sandboxes.job_seconds)."""
     engine = PgBackRest(setup)
     check_target(engine, target)
     major = setup.database.server_major

@@ -85,7 +85,7 @@ def restore(restore_id: int) -> None:
 
 def execute_restore(job):
     from controlpanel.models import AuditEvent
-    from drills.restore import run_restore
+    from drills.restores import run_restore
 
     job.refresh_from_db()
     if job.status == Status.CANCELLED:

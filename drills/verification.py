@@ -11,27 +11,23 @@ read that checks their hash, from the off-site copy when there is one (the
 playbook: verify from what a disaster would leave you).
 """
 
-import hashlib
 import logging
-import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import zstandard
-from django.conf import settings
 from django.utils import timezone
 
 from backups.models import Artifact, BackupRun, Storage
 from backups.pgtools import PgError, tool_for
-from backups.storage import StorageError, backend_for
+from backups.storage import StorageError
 from controlpanel.jobs import run_tool
 from controlpanel.models import Status
+from drills.fetch import Staging, read_and_hash
 from drills.models import Verification
 from backups.pipeline import Background
-from drills.sandbox import backend as sandbox_backend
+from drills.sandboxes import backend as sandbox_backend
 
 log = logging.getLogger("restorable.verify")
 
@@ -51,40 +47,6 @@ class Check:
     ok: bool
     detail: str
     seconds: float
-
-
-class Staging:
-    """A private temporary directory for downloaded artifacts, always removed."""
-
-    def __init__(self):
-        root = Path(settings.STAGING_DIR)
-        root.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix="verify-", dir=root))
-
-    def __enter__(self) -> Path:
-        return self.path
-
-    def __exit__(self, *exc):
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-def read_and_hash(storage: Storage, artifact: Artifact, dest: Path | None) -> tuple[str, int]:
-    """Stream an artifact from STORAGE, hashing it; optionally write it (zstd undone) to DEST."""
-    digest, size = hashlib.sha256(), 0
-    out = open(dest, "wb") if dest else None
-    decompressor = zstandard.ZstdDecompressor().decompressobj() if dest and artifact.name.endswith(".zst") else None
-    try:
-        for chunk in backend_for(storage).read(artifact.key):
-            digest.update(chunk)
-            size += len(chunk)
-            if out:
-                out.write(decompressor.decompress(chunk) if decompressor else chunk)
-    except zstandard.ZstdError as exc:
-        raise StorageError(f"{artifact.name} on storage {storage.name!r} does not decompress: {exc}") from None
-    finally:
-        if out:
-            out.close()
-    return digest.hexdigest(), size
 
 
 class Verifier:

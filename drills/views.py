@@ -11,9 +11,9 @@ from backups.pgtools import PgError
 from controlpanel.models import Status
 from drills.forms import RestoreForm
 from drills.models import Drill, Restore, Verification
-from drills.restore import take_password
-from drills.restoring import RestoreFailed, database_exists
-from drills.sandbox import SandboxError, list_sandboxes
+from drills.restores import take_password
+from drills.pgrestore import RestoreFailed, database_exists
+from drills.sandboxes import SandboxError, list_sandboxes
 from drills.services import start_drill, start_restore, start_verification
 
 
@@ -109,7 +109,7 @@ def restore_detail(request, pk):
 
 @permission_required("drills.run_restore", raise_exception=True)
 def database_pitr_restore(request, name):
-    from backups.wal import recovery_window
+    from backups.pitr import recovery_window
     from drills.forms import PitrRestoreForm
     from drills.services import start_pitr_restore
 

@@ -167,7 +167,7 @@ def celery_worker(worker_env, tmp_path_factory):
 def no_sandbox_left_behind():
     """After the whole run, no sandbox directory or server may remain."""
     yield
-    from drills.sandbox import sandbox_root
+    from drills.sandboxes import sandbox_root
 
     leftovers = list(sandbox_root().iterdir())
     running = subprocess.run(["pgrep", "-f", str(sandbox_root())], capture_output=True, text=True).stdout.strip()

@@ -17,7 +17,7 @@ from backups.services import create_backup_run
 from backups.storage import S3Writer, backend_for
 from backups.tasks import execute_backup
 from controlpanel.models import Status
-from drills.sandbox import LocalSandboxes
+from drills.sandboxes import LocalSandboxes
 from tests.conftest import S3_KEYS, psql
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,7 +94,7 @@ def test_missing_bucket(source_database, s3_storage):
 @pytest.fixture
 def moto_with_auth(tmp_path):
     """A moto server that checks credentials (its IAM emulation) in a separate process."""
-    port = __import__("drills.sandbox", fromlist=["free_port"]).free_port()
+    port = __import__("drills.sandboxes", fromlist=["free_port"]).free_port()
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "2"}
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -129,7 +129,7 @@ def test_wrong_s3_keys(source_database, moto_with_auth):
 
 @pytest.fixture
 def moto_process():
-    port = __import__("drills.sandbox", fromlist=["free_port"]).free_port()
+    port = __import__("drills.sandboxes", fromlist=["free_port"]).free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"

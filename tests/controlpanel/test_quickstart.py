@@ -17,7 +17,7 @@ import httpx
 import psycopg
 import pytest
 
-from drills.sandbox import free_port
+from drills.sandboxes import free_port
 from tests.conftest import PG
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,12 +123,12 @@ def test_no_migrations_are_missing(tmp_path):
 
 
 def test_up_names_the_kept_sandboxes_it_leaves_running_and_removes_the_rest(panel):
-    from drills.sandbox import LABEL, Sandbox
+    from drills.sandboxes import LABEL, Sandbox
 
     base, env, proc, tmp = panel
     # A restore's kept sandbox and a drill's left by a killed job, made by a process that then exits.
     made = manage(env, "shell", "-c", (
-        "from drills.models import Drill, Restore; from drills.sandbox import LocalSandboxes; "
+        "from drills.models import Drill, Restore; from drills.sandboxes import LocalSandboxes; "
         "kept = LocalSandboxes().create(15, keep=True, ttl_seconds=3600, job=Restore(pk=7)); "
         "left = LocalSandboxes().create(15, job=Drill(pk=8)); "
         "print('made', kept.directory, kept.port, left.directory)"))

@@ -91,7 +91,7 @@ def test_a_new_admin_protects_a_database_end_to_end(browser, live_server, celery
     shot(page, "09-audit-log")
 
     from drills.models import Restore
-    from drills.sandbox import reap_sandboxes
+    from drills.sandboxes import reap_sandboxes
 
     restore = Restore.objects.get()
     Restore.objects.filter(pk=restore.pk).update(expires=None)

@@ -6,9 +6,9 @@ import psycopg
 import pytest
 
 from backups.models import Database, PitrSetup
-from backups.pitr import PgBackRest
-from backups.wal import enable, setup_for
-from drills.sandbox import LocalSandboxes
+from backups.pgbackrest import PgBackRest
+from backups.pitr import enable, setup_for
+from drills.sandboxes import LocalSandboxes
 
 
 @pytest.fixture

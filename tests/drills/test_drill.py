@@ -111,7 +111,7 @@ def test_restore_to_a_kept_sandbox_shows_the_password_once(verified_run):
     try:
         assert job.status == Status.SUCCEEDED, job.error
         from backups.pgtools import ConnInfo, connect
-        from drills.restore import take_password
+        from drills.restores import take_password
 
         password = take_password(job)
         assert password and take_password(Restore.objects.get(pk=job.pk)) == ""
@@ -124,7 +124,7 @@ def test_restore_to_a_kept_sandbox_shows_the_password_once(verified_run):
     finally:
         from pathlib import Path
 
-        from drills.sandbox import Sandbox
+        from drills.sandboxes import Sandbox
 
         Sandbox(major=15, directory=Path(job.details["sandbox"]), port=0).remove()
 
@@ -187,7 +187,7 @@ def test_the_restore_form_refuses_an_existing_name_without_confirmation(client, 
 
 def test_a_failed_restore_into_a_new_database_leaves_no_half_restored_database(verified_run, make_pg_database,
                                                                                monkeypatch):
-    from drills.restoring import RestoreFailed
+    from drills.pgrestore import RestoreFailed
     from drills.tasks import execute_restore
 
     target = make_pg_database("rs_half")
@@ -197,7 +197,7 @@ def test_a_failed_restore_into_a_new_database_leaves_no_half_restored_database(v
         psql(conninfo.dbname, "CREATE TABLE half_done (id int)")  # some of it went in
         raise RestoreFailed("pg_restore failed (exit 1): out of disk space")
 
-    monkeypatch.setattr("drills.restore.pg_restore", restore_half_then_fail)
+    monkeypatch.setattr("drills.restores.pg_restore", restore_half_then_fail)
     restore = Restore.objects.create(database=verified_run.database, source_run=verified_run,
                                      target=Restore.Target.NEW_DATABASE, target_database=verified_run.database,
                                      target_dbname=target)

@@ -8,13 +8,13 @@ import pytest
 from django.utils import timezone
 
 from backups.models import BaseBackup, PitrSetup
-from backups.pitr import PgBackRest, PitrError
+from backups.pgbackrest import PgBackRest, PitrError
 from backups.tasks import check_wal, execute_base_backup
-from backups.wal import enable, setup_for, wal_health
+from backups.pitr import enable, setup_for, wal_health
 from controlpanel.models import Status
 from drills.models import Restore
 from drills.pitr import remove_sandbox, restore_to_sandbox
-from drills.sandbox import LocalSandboxes
+from drills.sandboxes import LocalSandboxes
 
 from tests.drills.conftest import sql
 
@@ -90,7 +90,7 @@ def test_pitr_cli_restores_latest_into_a_sandbox(archiving_cluster, capsys):
     assert result["status"] == "succeeded", result["error"]
     assert result["recovered_to"] and result["rto_seconds"] > 0 and "password" not in json.dumps(result)
     restore = Restore.objects.get(pk=result["id"])
-    from drills.sandbox import Sandbox
+    from drills.sandboxes import Sandbox
 
     sandbox = Sandbox(major=15, directory=Path(restore.details["sandbox"]), port=result["connection"]["port"])
     try:
@@ -126,7 +126,7 @@ def tls_s3(s3_endpoint, tmp_path):
     """moto's S3 server behind stunnel: pgBackRest's S3 client speaks only TLS."""
     import subprocess
 
-    from drills.sandbox import free_port
+    from drills.sandboxes import free_port
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
@@ -222,7 +222,7 @@ def test_pitr_restore_into_a_new_data_directory(archiving_cluster, tmp_path, cap
 
     from django.core.management import call_command
 
-    from drills.sandbox import Sandbox
+    from drills.sandboxes import Sandbox
 
     database, cluster, setup = archiving_cluster
     call_command("base_backup", "app", "--inline")
@@ -255,7 +255,7 @@ def test_pitr_restore_into_a_new_data_directory(archiving_cluster, tmp_path, cap
     shutil.chown(datadir.parent, "postgres")
     shutil.chown(datadir.parent / "socket", "postgres")
     try:
-        LocalSandboxes()._start(check, __import__("drills.sandbox", fromlist=["bin_dir"]).bin_dir(15), {},
+        LocalSandboxes()._start(check, __import__("drills.sandboxes", fromlist=["bin_dir"]).bin_dir(15), {},
                                 keep_existing=True)
         assert sql(check, "SELECT count(*) FROM kept") == 12
     finally:

@@ -12,13 +12,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from backups.models import BaseBackup, PitrSetup
-from backups.pitr import PgBackRest
+from backups.pgbackrest import PgBackRest
 from backups.tasks import check_wal, execute_base_backup
-from backups.wal import recovery_window
+from backups.pitr import recovery_window
 from controlpanel.models import AuditEvent, Status
 from drills.models import Drill, Restore
 from drills.pitr import remove_sandbox
-from drills.sandbox import Sandbox
+from drills.sandboxes import Sandbox
 from drills.tasks import execute_restore
 from tests.conftest import make_user
 from tests.drills.conftest import sql
@@ -192,7 +192,7 @@ def test_pitr_pages_of_a_database_without_pitr_are_not_found(client, source_data
 
 
 def test_the_moment_is_read_in_the_database_zone_whatever_the_panel_zone(settings, source_database):
-    from backups.wal import RecoveryWindow
+    from backups.pitr import RecoveryWindow
     from drills.forms import PitrRestoreForm
 
     settings.TIME_ZONE = "Europe/Berlin"  # 02:30 on these days does not exist / happens twice in Berlin

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backups.pgtools import ToolMissing, connect
-from drills.sandbox import LocalSandboxes, SandboxError, reap_sandboxes, sandbox_root
+from drills.sandboxes import LocalSandboxes, SandboxError, reap_sandboxes, sandbox_root
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def test_a_missing_major_version_is_refused_with_how_to_install_it():
 
 
 def test_a_sandbox_of_a_killed_worker_is_reaped(worker_env):
-    code = ("import django, sys; django.setup(); from drills.sandbox import LocalSandboxes; "
+    code = ("import django, sys; django.setup(); from drills.sandboxes import LocalSandboxes; "
             "s = LocalSandboxes().create(15); print(s.directory, flush=True); import time; time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code], env={**worker_env, "DJANGO_SETTINGS_MODULE": "controlpanel.settings"},
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -74,7 +74,7 @@ def test_a_live_owners_sandbox_is_left_alone():
 
 
 def test_docker_backend_without_an_engine_says_so(settings, monkeypatch):
-    from drills.docker_sandbox import DockerSandboxes
+    from drills.sandboxes.docker import DockerSandboxes
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(SandboxError, match="cannot reach a Docker engine"):

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from drills.docker_sandbox import DockerSandbox, DockerSandboxes, container_labels, container_reapable
-from drills.sandbox import (LocalSandboxes, RunningSandbox, Sandbox, SandboxBackend, new_label, process_started,
+from drills.sandboxes.docker import DockerSandbox, DockerSandboxes, container_labels, container_reapable
+from drills.sandboxes import (LocalSandboxes, RunningSandbox, Sandbox, SandboxBackend, new_label, process_started,
                             reapable)
 
 

@@ -16,11 +16,11 @@ import pytest
 
 from backups.models import BaseBackup
 from backups.pgtools import connect
-from backups.pitr import PgBackRest
+from backups.pgbackrest import PgBackRest
 from backups.tasks import execute_base_backup
 from controlpanel.models import Status
 from drills.models import Drill, Restore
-from drills.sandbox import LABEL, LocalSandboxes, Sandbox, reap_sandboxes
+from drills.sandboxes import LABEL, LocalSandboxes, Sandbox, reap_sandboxes
 from tests.drills.conftest import sql
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def test_an_expired_sandbox_whose_owner_still_runs_is_kept():
 
 
 def test_an_expired_sandbox_whose_owner_died_is_removed(worker_env):
-    code = ("import django; django.setup(); from drills.sandbox import LocalSandboxes; "
+    code = ("import django; django.setup(); from drills.sandboxes import LocalSandboxes; "
             "s = LocalSandboxes().create(15, ttl_seconds=60); print(s.directory, flush=True); "
             "import time; time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
@@ -125,7 +125,7 @@ def test_a_drills_worker_starting_after_a_stop_removes_expired_kept_sandboxes_on
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RESTORABLE_", "DATABASE_URL", "CELERY_"))}
     env.update(RESTORABLE_DATA_DIR=str(tmp_path / "data"), RESTORABLE_SANDBOX_DIR=str(sandboxes),
                DJANGO_SETTINGS_MODULE="controlpanel.settings")
-    code = ("import django; django.setup(); from drills.sandbox import LocalSandboxes; "
+    code = ("import django; django.setup(); from drills.sandboxes import LocalSandboxes; "
             "a = LocalSandboxes().create(15, keep=True, ttl_seconds=1); "
             "b = LocalSandboxes().create(15, keep=True, ttl_seconds=3600); print(a.directory, b.directory)")
     made = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from controlpanel.models import Status
 from drills.models import Restore
-from drills.sandbox import LABEL, LocalSandboxes, reap_sandboxes
+from drills.sandboxes import LABEL, LocalSandboxes, reap_sandboxes
 from tests.browser import at_both_widths, browser, needs_chromium  # noqa: F401
 from tests.conftest import make_user
 

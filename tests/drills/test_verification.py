@@ -145,7 +145,7 @@ def test_verify_cli_json_lists_each_check_and_exits_non_zero_on_failure(backed_u
 
 
 def test_no_sandbox_is_left_behind(backed_up, settings):
-    from drills.sandbox import sandbox_root
+    from drills.sandboxes import sandbox_root
 
     verify(backed_up)
     assert list(sandbox_root().iterdir()) == []

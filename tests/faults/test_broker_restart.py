@@ -15,7 +15,7 @@ from backups.models import BackupRun, Database
 from backups.services import create_backup_run
 from controlpanel.models import Status
 from django.utils import timezone
-from drills.sandbox import free_port
+from drills.sandboxes import free_port
 from tests.conftest import PG, psql
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -87,7 +87,7 @@ def test_sigkill_during_a_drill_fails_it_and_its_sandbox_is_reaped(worker_env, s
     from backups.services import create_backup_run
     from backups.tasks import execute_backup
     from drills.models import Drill
-    from drills.sandbox import reap_sandboxes, sandbox_root
+    from drills.sandboxes import reap_sandboxes, sandbox_root
     from drills.tasks import drill
 
     psql(source_database.dbname, "CREATE TABLE big AS SELECT i, md5(i::text) AS t FROM generate_series(1, 3000000) i")

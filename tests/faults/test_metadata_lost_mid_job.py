@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from drills.sandbox import LocalSandboxes
+from drills.sandboxes import LocalSandboxes
 from tests.conftest import PG, psql
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from drills.sandbox import LocalSandboxes, free_port
+from drills.sandboxes import LocalSandboxes, free_port
 from tests.conftest import PG, psql
 from tests.faults.test_broker_restart import start_redis
 

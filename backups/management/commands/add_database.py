@@ -3,7 +3,7 @@
 
 import psycopg.conninfo
 from django.core.management.base import BaseCommand, CommandError
-from backups.management.commands._follow import TextArgsMixin, env_text
+from controlpanel.cli import TextArgsMixin, env_text
 
 from backups.forms import DatabaseForm
 from backups.management.commands.add_storage import form_errors

@@ -1,7 +1,7 @@
 """Add or update a storage; S3 keys come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
 
 from django.core.management.base import BaseCommand, CommandError
-from backups.management.commands._follow import TextArgsMixin
+from controlpanel.cli import TextArgsMixin
 
 from backups.forms import StorageForm
 from backups.models import Storage

@@ -3,10 +3,10 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
-from backups.management.commands._follow import TextArgsMixin
+from controlpanel.cli import TextArgsMixin
 
 from backups.models import Database, Storage
-from backups.wal import enable, setup_for
+from backups.pitr import enable, setup_for
 
 
 class Command(TextArgsMixin, BaseCommand):

@@ -3,9 +3,9 @@
 import json
 
 from django.core.management.base import BaseCommand
-from backups.management.commands._follow import TextArgsMixin
+from controlpanel.cli import TextArgsMixin
 
-from backups.management.commands._follow import iso
+from controlpanel.cli import iso
 from backups.models import Database
 
 

@@ -2,7 +2,7 @@
 
 
 from django.core.management.base import BaseCommand, CommandError
-from backups.management.commands._follow import TextArgsMixin
+from controlpanel.cli import TextArgsMixin
 
 from controlpanel.models import NotificationChannel
 
@@ -18,7 +18,7 @@ class Command(TextArgsMixin, BaseCommand):
     def handle(self, *args, name, url_env, events, **options):
         import apprise
 
-        from backups.management.commands._follow import env_text
+        from controlpanel.cli import env_text
         from controlpanel.validators import name_validator
         from django.core.exceptions import ValidationError
 

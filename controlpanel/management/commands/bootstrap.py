@@ -5,7 +5,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
-from backups.management.commands._follow import TextArgsMixin
+from controlpanel.cli import TextArgsMixin
 
 from controlpanel.env import env_secret, env_str
 from controlpanel.roles import ADMIN

@@ -3,7 +3,7 @@
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
-from backups.management.commands._follow import TextArgsMixin
+from controlpanel.cli import TextArgsMixin
 from controlpanel.jobs import cancel_job
 
 KINDS = {"backup": "backups.BackupRun", "verification": "drills.Verification", "drill": "drills.Drill",

@@ -2,7 +2,7 @@
 
 from django.apps import apps
 from django.core.management.base import BaseCommand
-from backups.management.commands._follow import TextArgsMixin
+from controlpanel.cli import TextArgsMixin
 from django.db import transaction
 
 from controlpanel.crypto import EncryptedTextField

@@ -1,7 +1,7 @@
 """Send a test alert through one channel."""
 
 from django.core.management.base import BaseCommand, CommandError
-from backups.management.commands._follow import TextArgsMixin
+from controlpanel.cli import TextArgsMixin
 
 from controlpanel.models import NotificationChannel
 from controlpanel.notify import send_test

@@ -15,9 +15,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from backups.management.commands._follow import TextArgsMixin
+from controlpanel.cli import TextArgsMixin
 from controlpanel.env import env_int, env_str
-from drills.sandbox import SandboxError, list_sandboxes, reap_sandboxes
+from drills.sandboxes import SandboxError, list_sandboxes, reap_sandboxes
 
 
 class Command(TextArgsMixin, BaseCommand):

@@ -3,10 +3,10 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
-from backups.management.commands._follow import TextArgsMixin
+from controlpanel.cli import TextArgsMixin
 from django.db import transaction
 
-from backups.management.commands._follow import follow, iso
+from controlpanel.cli import follow, iso
 from backups.models import BackupRun, Database
 from controlpanel.models import Status, Trigger
 from drills.models import Drill
@@ -41,7 +41,7 @@ class Command(TextArgsMixin, BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, name, run, inline, wait, json: bool, pitr, target_time, **options):
-        from backups.management.commands._follow import parse_target_time
+        from controlpanel.cli import parse_target_time
 
         database = Database.objects.filter(name=name).first()
         if database is None:

@@ -3,10 +3,10 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
-from backups.management.commands._follow import TextArgsMixin
+from controlpanel.cli import TextArgsMixin
 from django.db import transaction
 
-from backups.management.commands._follow import follow, iso, parse_target_time
+from controlpanel.cli import follow, iso, parse_target_time
 from backups.models import Database
 from controlpanel.models import Status, Trigger
 

@@ -3,9 +3,9 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
-from backups.management.commands._follow import TextArgsMixin
+from controlpanel.cli import TextArgsMixin
 
-from backups.management.commands._follow import follow, iso
+from controlpanel.cli import follow, iso
 from backups.models import BackupRun
 from backups.pgtools import ConnInfo, PgError
 from controlpanel.models import Status, Trigger
@@ -52,7 +52,7 @@ class Command(TextArgsMixin, BaseCommand):
         kwargs = {"target": Restore.Target.SANDBOX, "keep_hours": o["hours"], "tables": o["table"],
                   "schemas": o["schema"], "trigger": Trigger.API}
         if o["to_dsn_env"]:
-            from backups.management.commands._follow import env_text
+            from controlpanel.cli import env_text
 
             dsn = env_text(o["to_dsn_env"])
             if not dsn:
@@ -78,7 +78,7 @@ class Command(TextArgsMixin, BaseCommand):
         self.report(job, o["json"], queued=not (o["inline"] or o["wait"]))
 
     def report(self, job: Restore, as_json: bool, queued: bool) -> None:
-        from drills.restore import take_password
+        from drills.restores import take_password
 
         password = take_password(job) if job.status == Status.SUCCEEDED else ""
         data = {"id": job.pk, "status": job.status, "error": job.error, "target": job.target,

@@ -3,10 +3,10 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
-from backups.management.commands._follow import TextArgsMixin
+from controlpanel.cli import TextArgsMixin
 from django.db import transaction
 
-from backups.management.commands._follow import follow, iso
+from controlpanel.cli import follow, iso
 from backups.models import BackupRun
 from controlpanel.models import Status, Trigger
 from drills.models import Verification

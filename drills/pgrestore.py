@@ -1,64 +1,22 @@
-"""What drills and restores share: fetch a dump from storage (checking its
-hash on the way) and pg_restore it into a server."""
+"""Restoring into a server: create or drop the target database, pg_restore a
+dump into it, count its rows exactly."""
 
 import logging
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from backups.models import Artifact, BackupRun, Storage
 from backups.pgtools import ConnInfo, PgError, connect, tool_for
-from backups.storage import StorageError
 from controlpanel.jobs import run_tool
-from drills.verification import read_and_hash
 
 log = logging.getLogger("restorable.restore")
 
 
 class RestoreFailed(Exception):
     """A restore or drill could not be completed; the message says why."""
-
-
-@dataclass
-class FetchedDump:
-    path: Path
-    storage: Storage
-    artifact: Artifact
-
-
-def dump_artifacts(run: BackupRun, prefer_offsite: bool = True) -> list[Artifact]:
-    """The run's dump on each storage, off-site first, known-bad copies last."""
-    artifacts = [a for a in run.artifacts.filter(deleted_at__isnull=True).select_related("storage")
-                 if a.name.startswith("full.dump")]
-    primary = run.database.primary_storage_id
-
-    def rank(artifact):
-        return (artifact.last_check_ok is False, (artifact.storage_id == primary) == prefer_offsite,
-                artifact.storage.name)
-
-    return sorted(artifacts, key=rank)
-
-
-def fetch_dump(run: BackupRun, staging: Path, prefer_offsite: bool = True) -> FetchedDump:
-    """Download the dump to STAGING, trying each storage until a copy's hash matches."""
-    problems = []
-    for artifact in dump_artifacts(run, prefer_offsite):
-        dest = staging / "full.dump"
-        try:
-            actual, size = read_and_hash(artifact.storage, artifact, dest)
-        except StorageError as exc:
-            problems.append(str(exc))
-            continue
-        if actual == artifact.sha256 and size == artifact.size:
-            return FetchedDump(dest, artifact.storage, artifact)
-        problems.append(f"storage {artifact.storage.name!r}: the dump's sha256 does not match the manifest")
-    if not problems:
-        raise RestoreFailed(f"Backup #{run.pk} has no stored dump left (pruned?).")
-    raise RestoreFailed(f"No intact copy of backup #{run.pk}'s dump: " + "; ".join(problems))
 
 
 def create_database(server: ConnInfo, dbname: str, drop_existing: bool = False) -> None:

@@ -2,7 +2,7 @@
 
 The image is pinned to the source's major version (postgres:<major> by
 default). Containers carry the same label as a local sandbox's directory,
-as Docker labels, so one reaper rule (drills.sandbox.reapable) decides for both.
+as Docker labels, so one reaper rule (drills.sandboxes.base.reapable) decides for both.
 """
 
 import json
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from backups.pgtools import ConnInfo, ConnectionProblem, connect
-from drills.sandbox import (SandboxError, SandboxInfo, in_use, job_running, new_label, owner_running, reapable,
-                            sandbox_info)
+from drills.sandboxes.base import (SandboxError, SandboxInfo, in_use, job_running, new_label, owner_running,
+                                   reapable, sandbox_info)
 
 if TYPE_CHECKING:
     from controlpanel.models import Job

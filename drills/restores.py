@@ -12,10 +12,9 @@ from datetime import timezone as dt_timezone
 from backups.pgtools import ConnInfo
 from controlpanel.models import AuditEvent
 from drills.models import Restore
-from drills.restoring import (RestoreFailed, create_database, database_exists, drop_database, fetch_dump, pg_restore,
-                              restore_args)
-from drills.sandbox import backend as sandbox_backend
-from drills.verification import Staging
+from drills.fetch import Staging, fetch_dump
+from drills.pgrestore import RestoreFailed, create_database, database_exists, drop_database, pg_restore, restore_args
+from drills.sandboxes import backend as sandbox_backend
 
 
 def target_server(restore: Restore) -> ConnInfo:

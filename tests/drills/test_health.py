@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from backups.models import BackupRun
 from controlpanel.models import Status
-from drills.budgets import AMBER, GREEN, RED, database_health
+from drills.health import AMBER, GREEN, RED, database_health
 from drills.models import Drill
 
 pytestmark = pytest.mark.django_db

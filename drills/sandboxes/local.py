@@ -1,17 +1,6 @@
-"""Throwaway PostgreSQL servers (sandboxes) of an exact major version.
-
-`local` runs initdb + pg_ctl into a temporary directory on a free loopback
-port, tuned for bulk loading since the data is thrown away; `docker`
-(drills/docker_sandbox.py) runs a container. Both implement SandboxBackend.
-
-Every sandbox carries a label: its owner process, the job it serves, whether
-it is kept (a restore handed to an admin) and its expiry. The reaper never
-removes a sandbox whose owner and job still run; otherwise it removes it when
-its owner died, or, for a kept one, when it expires. A job's sandbox lives at
-most as long as the job may (the task time limit). Binaries must be of the
-source's major version: a dump restored into another major proves nothing
-about the day it is needed.
-"""
+"""Local sandboxes: initdb + pg_ctl into a temporary directory on a free
+loopback port, tuned for bulk loading since the data is thrown away. The
+directory holds the label (restorable-sandbox.json)."""
 
 import json
 import logging
@@ -19,20 +8,17 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
-from django.apps import apps
 from django.conf import settings
-from django.db import DatabaseError, connection
 
-from backups.pgtools import ConnInfo, PgError, ToolMissing, installed_majors
+from backups.pgtools import ConnInfo, ToolMissing, installed_majors
+from drills.sandboxes.base import (SandboxError, SandboxInfo, free_port, in_use, job_running, new_label, owner_running,
+                                   reapable, sandbox_info)
 
 if TYPE_CHECKING:
     from controlpanel.models import Job
@@ -61,124 +47,6 @@ BULK_LOAD_SETTINGS = {
     "logging_collector": "off",
 }
 
-
-class SandboxError(PgError):
-    pass
-
-
-@runtime_checkable
-class RunningSandbox(Protocol):
-    """A started sandbox, whichever backend made it."""
-
-    major: int
-    port: int
-    password: str
-    host: str
-    user: str
-    expires: float  # epoch seconds, as in its label
-
-    @property
-    def name(self) -> str: ...
-
-    def conninfo(self, dbname: str = "postgres") -> ConnInfo: ...
-
-    def remove(self) -> None: ...
-
-    def __enter__(self) -> "RunningSandbox": ...
-
-    def __exit__(self, *exc) -> None: ...
-
-
-class SandboxBackend(Protocol):
-    """How drills, verifications and restores get a sandbox (local or docker)."""
-
-    def create(self, major: int, *, password: str = "", ttl_seconds: int | None = None,
-               extra_settings: dict | None = None, keep: bool = False,
-               job: "Job | None" = None) -> RunningSandbox:
-        """keep=True: the sandbox outlives its owner until ttl_seconds (a restore handed
-        to an admin); otherwise it dies with its owner. ttl_seconds defaults to job_seconds()."""
-        ...
-
-
-def job_seconds() -> int:
-    """How long a job may run: Celery kills it at the hard time limit, so its
-    sandbox needs no longer."""
-    return settings.CELERY_TASK_TIME_LIMIT
-
-
-def job_ref(job) -> str:
-    """'drills.restore:12': the job a sandbox serves, as written in its label."""
-    return f"{job._meta.label_lower}:{job.pk}" if job is not None and job.pk else ""
-
-
-def job_running(ref: str) -> bool | None:
-    """Whether the job named by a label has not ended; None when that cannot be told
-    (no job named, its row not visible, the panel's database not answering):
-    the reaper then goes by the owner process alone."""
-    if not ref:
-        return None
-    from controlpanel.models import ACTIVE_STATES
-
-    label, _, pk = ref.rpartition(":")
-    try:
-        status = apps.get_model(label).objects.filter(pk=int(pk)).values_list("status", flat=True).first()
-    except (LookupError, ValueError):
-        return None
-    except DatabaseError:
-        connection.close()  # the reaper's thread reconnects next time instead of reusing a broken connection
-        return None
-    return None if status is None else status in ACTIVE_STATES
-
-
-def process_started(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a live
-    owner from a new process that reused its pid; None where /proc cannot say."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rpartition(")")[2].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def owner_running(pid: int, started: int | None) -> bool:
-    if not owner_alive(pid):
-        return False
-    now_started = process_started(pid)
-    return started is None or now_started is None or now_started == started
-
-
-def new_label(major: int, *, ttl_seconds: int | None, keep: bool, job=None) -> dict:
-    """What a sandbox records about itself for the reaper and the sandbox list.
-    Kept sandboxes record their owner too: one still being filled by its
-    running restore is not removed at its expiry."""
-    now = time.time()
-    return {"owner_pid": os.getpid(), "owner_started": process_started(os.getpid()), "kept": keep,
-            "job": job_ref(job), "created": now, "expires": now + (ttl_seconds or job_seconds()),
-            "major": major, "port": 0}
-
-
-def is_kept(label: dict) -> bool:
-    # Labels written before "kept" existed marked a kept sandbox with owner_pid None.
-    return bool(label.get("kept", label.get("owner_pid", -1) is None))
-
-
-def in_use(owner_is_running: bool | None, job_is_running: bool | None) -> bool:
-    """Neither the owner process nor the job has ended, and one of them is known to run.
-    None means unknown: no owner recorded or not checkable from here (another
-    host's container); no job recorded, or the panel's database did not answer."""
-    ended = owner_is_running is False or job_is_running is False
-    return not ended and bool(owner_is_running or job_is_running)
-
-
-def reapable(label: dict, now: float, owner_is_running: bool | None, job_is_running: bool | None) -> bool:
-    """Whether the reaper removes a sandbox (the same rule for both backends)."""
-    if in_use(owner_is_running, job_is_running):
-        return False  # never removed under a live job, whatever its expiry
-    if is_kept(label) or owner_is_running is None:
-        return label.get("expires", 0) < now
-    return True  # its owner died, or its job ended without removing it
-
-
 def sandbox_root() -> Path:
     root = Path(getattr(settings, "SANDBOX_DIR", None) or settings.DATA_DIR / "sandboxes")
     root.mkdir(parents=True, exist_ok=True)
@@ -186,7 +54,6 @@ def sandbox_root() -> Path:
     for parent in list(root.parents)[:-1]:
         _allow_traverse(parent)
     return root
-
 
 def _allow_traverse(path: Path) -> None:
     """mkdtemp makes 0700 directories; the cluster's OS user needs +x on the way down."""
@@ -196,7 +63,6 @@ def _allow_traverse(path: Path) -> None:
             os.chmod(path, mode | 0o001)
     except OSError:
         pass
-
 
 def bin_dir(major: int) -> Path:
     path = Path(settings.PG_BIN_ROOT) / str(major) / "bin"
@@ -210,13 +76,6 @@ def bin_dir(major: int) -> Path:
         )
     return path
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def cluster_user() -> str | None:
     """initdb and postgres refuse root: run them as the postgres OS user then."""
     if os.geteuid() != 0:
@@ -226,7 +85,6 @@ def cluster_user() -> str | None:
     except KeyError:
         raise SandboxError("Running as root needs a 'postgres' OS user for sandboxes (initdb refuses root).") from None
     return "postgres"
-
 
 @dataclass
 class Sandbox:
@@ -278,19 +136,16 @@ class Sandbox:
     def __exit__(self, *exc):
         self.remove()
 
-
 def write_label(directory: Path, label: dict) -> None:
     tmp = directory / f".{LABEL}.tmp"
     tmp.write_text(json.dumps(label))
     tmp.replace(directory / LABEL)  # the reaper and the sandbox list never read half a label
-
 
 def read_label(directory: Path) -> dict:
     try:
         return json.loads((directory / LABEL).read_text())
     except (OSError, ValueError):
         return {}
-
 
 class LocalSandboxes:
     """initdb + pg_ctl in a temporary directory; about a second to create."""
@@ -370,49 +225,11 @@ class LocalSandboxes:
                 break
         raise SandboxError(f"The PostgreSQL {sandbox.major} sandbox did not start: {log_text.strip()}")
 
-
-def backend():
-    """The configured sandbox backend."""
-    if getattr(settings, "SANDBOX_BACKEND", "local") == "docker":
-        from drills.docker_sandbox import DockerSandboxes
-
-        return DockerSandboxes()
-    return LocalSandboxes()
-
-
-def owner_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def reap_sandboxes(now: float | None = None) -> int:
-    """Remove this host's sandboxes that reapable() gives up: owner gone, job ended, or a kept one expired."""
-    now = now or time.time()
-    removed = 0
-    if getattr(settings, "SANDBOX_BACKEND", "local") == "docker":
-        from drills.docker_sandbox import reap_containers
-
-        removed += reap_containers(now)
-    for label_path in sandbox_root().glob(f"*/{LABEL}"):
-        info = read_label(label_path.parent)
-        if not reapable(info, now, _owner_state(info), job_running(info.get("job", ""))):
-            continue
-        remove_directory(label_path.parent, info.get("major"))
-        removed += 1
-    return removed
-
-
 def _owner_state(label: dict) -> bool | None:
     if not label:
         return False  # an unreadable label: nobody can claim the sandbox
     owner = label.get("owner_pid")
     return owner_running(owner, label.get("owner_started")) if isinstance(owner, int) else None
-
 
 def remove_directory(directory: Path, major: int | None) -> None:
     sandbox = Sandbox(major=major, directory=directory, port=0)
@@ -426,63 +243,30 @@ def remove_directory(directory: Path, major: int | None) -> None:
         _kill_postmaster(sandbox.datadir)
         shutil.rmtree(directory, ignore_errors=True)
 
-
-@dataclass
-class SandboxInfo:
-    """One sandbox of this host, as the sandbox list and `manage.py up` show it."""
-
-    name: str
-    backend: str
-    major: int | None
-    host: str
-    port: int
-    created: datetime | None
-    expires: datetime | None
-    kept: bool
-    job: str  # 'drills.restore:12', or ""
-    in_use: bool
-
-    @property
-    def job_kind(self) -> str:
-        return self.job.partition(":")[0].rpartition(".")[2]
-
-    @property
-    def job_pk(self) -> int | None:
-        pk = self.job.rpartition(":")[2]
-        return int(pk) if pk.isdigit() else None
-
-    @property
-    def expired(self) -> bool:
-        return self.expires is not None and self.expires < datetime.now(timezone.utc)
-
-
-def _when(value) -> datetime | None:
-    return datetime.fromtimestamp(value, timezone.utc) if isinstance(value, (int, float)) and value else None
-
-
-def sandbox_info(name: str, backend: str, label: dict, host: str, busy: bool) -> SandboxInfo:
-    return SandboxInfo(name=name, backend=backend, major=label.get("major"), host=host, port=label.get("port") or 0,
-                       created=_when(label.get("created")), expires=_when(label.get("expires")),
-                       kept=is_kept(label), job=label.get("job") or "", in_use=busy)
-
-
-def list_sandboxes() -> list[SandboxInfo]:
-    """This host's sandboxes (and the Docker engine's, with that backend), soonest expiry first."""
-    found = []
-    for label_path in sandbox_root().glob(f"*/{LABEL}"):
-        info = read_label(label_path.parent)
-        busy = in_use(_owner_state(info), job_running(info.get("job", "")))
-        found.append(sandbox_info(label_path.parent.name, "local", info, "127.0.0.1", busy))
-    if getattr(settings, "SANDBOX_BACKEND", "local") == "docker":
-        from drills.docker_sandbox import list_containers
-
-        found += list_containers()
-    return sorted(found, key=lambda s: (s.expires or datetime.max.replace(tzinfo=timezone.utc), s.name))
-
-
 def _kill_postmaster(datadir: Path) -> None:
     try:
         pid = int((datadir / "postmaster.pid").read_text().splitlines()[0])
         os.kill(pid, signal.SIGKILL)
     except (OSError, ValueError, IndexError):
         pass
+
+
+def reap_directories(now: float) -> int:
+    """Remove this host's sandbox directories that reapable() gives up."""
+    removed = 0
+    for label_path in sandbox_root().glob(f"*/{LABEL}"):
+        info = read_label(label_path.parent)
+        if not reapable(info, now, _owner_state(info), job_running(info.get("job", ""))):
+            continue
+        remove_directory(label_path.parent, info.get("major"))
+        removed += 1
+    return removed
+
+
+def list_directories() -> list[SandboxInfo]:
+    found = []
+    for label_path in sandbox_root().glob(f"*/{LABEL}"):
+        info = read_label(label_path.parent)
+        busy = in_use(_owner_state(info), job_running(info.get("job", "")))
+        found.append(sandbox_info(label_path.parent.name, "local", info, "127.0.0.1", busy))
+    return found
