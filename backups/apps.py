@@ -5,4 +5,4 @@ class BackupsConfig(AppConfig):
     name = "backups"
 
     def ready(self):
-        from backups import signals  # noqa: F401  keeps beat rows in step with databases
+        from backups import receivers  # noqa: F401  keeps beat rows in step with databases

@@ -1,13 +1,15 @@
 """Databases to protect, where their backups go, and what each run produced."""
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
+from backups.signals import backup_succeeded
 from controlpanel.crypto import EncryptedTextField
-from controlpanel.models import Job, Status
+from controlpanel.jobs import Job, Status
+from controlpanel.notify import event
 from controlpanel.validators import name_validator
-
 
 
 class Storage(models.Model):
@@ -113,6 +115,13 @@ class Database(models.Model):
     def last_good_run(self):
         return self.runs.good().first()
 
+    @property
+    def agent_queue_name(self) -> str:
+        """The queue of the agent on this database's host: pgBackRest (base backups,
+        verify, a PITR restore into a data directory) must run there, never on
+        whichever worker takes the dumps queue. The one place that routes it."""
+        return self.agent_queue or settings.AGENT_QUEUE
+
 
 class BackupPolicy(models.Model):
     """Schedules and choices of one database; schedules are django-celery-beat rows."""
@@ -189,6 +198,20 @@ class BackupRun(Job):
         ]
 
     task_name = "backups.tasks.backup"
+    body = "backups.pipeline.run_backup"
+    audit_name = "backup"
+    retry_transient = True
+    requeue_resets = (*Job.requeue_resets, "stamp", "bytes_dumped", "bytes_uploaded")
+
+    def on_finished(self, inline: bool = False, **context) -> None:
+        """An alert when it failed; else announce it (drills verifies it: on the
+        drills queue, or in this process when it ran inline)."""
+        if self.status == Status.CANCELLED:
+            return  # someone chose to stop it: nothing to alert about, nothing to verify
+        if self.status != Status.SUCCEEDED:
+            event("backup_failed", self.error, run=self.pk, database=self.database.name)
+            return
+        backup_succeeded.send(sender=BackupRun, run=self, inline=inline)
 
     def after_reap(self) -> None:
         """A killed dump leaves partial objects and open multipart uploads: remove them."""
@@ -285,9 +308,18 @@ class BaseBackup(Job):
     backup_stop = models.DateTimeField(null=True, blank=True)
 
     task_name = "backups.tasks.base_backup"
+    body = "backups.pitr.run_base_backup"
+    audit_name = "base_backup"
 
     class Meta(Job.Meta):
         permissions = [("run_base_backup", "Can start base backups")]
+
+    def queue(self) -> str:
+        return self.database.agent_queue_name
+
+    def on_finished(self, **context) -> None:
+        if self.status == Status.FAILED:
+            event("backup_failed", f"Base backup failed: {self.error}", database=self.database.name)
 
     def __str__(self) -> str:
         return f"base backup #{self.pk} of {self.database}"

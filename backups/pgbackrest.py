@@ -14,13 +14,14 @@ import pwd
 import shutil
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 from django.conf import settings
 
 from backups.pgtools import ConnInfo, PgError, connect
-from controlpanel.jobs import run_tool
+from controlpanel.cancel import run_tool
 
 log = logging.getLogger("restorable.pitr")
 

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 
 import psycopg
 import zstandard
-from psycopg import sql
 from django.conf import settings
 from django.utils import timezone
+from psycopg import sql
 
 from backups.models import Artifact, BackupPolicy, BackupRun
-from backups.pgtools import ConnInfo, ConnectionProblem, connect, explain_connection_error, tool_for, tool_version
+from backups.pgtools import ConnectionProblem, ConnInfo, connect, explain_connection_error, tool_for, tool_version
 from backups.storage import StorageError, Writer, backend_for
-from controlpanel.jobs import cancellable, on_cancel
+from controlpanel.cancel import cancellable, on_cancel
 
 log = logging.getLogger("restorable.backup")
 
@@ -205,7 +205,7 @@ def widen_pipe(pipe) -> None:
 def stream_command(argv: list[str], env: dict, tee: Tee, progress: Progress, what: str,
                    info: ConnInfo, compressor=None) -> int:
     """Run ARGV and stream its stdout into TEE; returns the raw bytes read.
-    A cancel of the job stops the process (see controlpanel.jobs)."""
+    A cancel of the job stops the process (see controlpanel.cancel)."""
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env, stdin=subprocess.DEVNULL,
                                 start_new_session=True)  # a cancel signals its whole group
@@ -411,7 +411,7 @@ class Backup:
         """Record every stored file; a complete backup is not thrown away for a
         metadata database that is away for a moment (retried; the unique
         constraint makes a repeated insert harmless)."""
-        from controlpanel.models import with_metadata_retries
+        from controlpanel.jobs import with_metadata_retries
 
         artifacts = [
             Artifact(run=self.run, storage=storage, name=s.name, key=s.keys[storage.pk], size=s.size, sha256=s.sha256)

@@ -1,5 +1,6 @@
 """Enabling PITR, base backups and WAL health, on top of backups.pgbackrest."""
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -7,8 +8,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from backups.models import BaseBackup, Database, PitrSetup
-from backups.pgtools import ConnInfo, PgError
 from backups.pgbackrest import PgBackRest, PitrError, discover, earliest_reachable, read_archiver
+from backups.pgtools import ConnInfo, PgError, connect
+from controlpanel.notify import event
+
+log = logging.getLogger("restorable.pitr")
 
 
 @dataclass
@@ -103,7 +107,8 @@ def run_base_backup(job: BaseBackup) -> dict:
 
 
 def fields_of(backup: dict) -> dict:
-    from datetime import datetime, timezone as dt_timezone
+    from datetime import datetime
+    from datetime import timezone as dt_timezone
 
     stamp = backup.get("timestamp", {})
     archive = backup.get("archive", {})
@@ -174,3 +179,46 @@ def recovery_window(setup: PitrSetup) -> RecoveryWindow:
     if earliest and latest and latest < earliest:
         latest = earliest
     return RecoveryWindow(earliest, latest)
+
+
+def check_archiving() -> int:
+    """WAL archiving health of each PITR-enabled database; alert once per episode. How many are unhealthy."""
+    unhealthy = 0
+    for setup in PitrSetup.objects.filter(enabled__isnull=False).select_related("database"):
+        try:
+            health = wal_health(setup)
+        except PgError as exc:
+            event("wal", f"Cannot read WAL archiving state: {exc}", once_key=f"wal-down:{setup.pk}",
+                  database=setup.database.name)
+            unhealthy += 1
+            continue
+        if not health.ok:
+            unhealthy += 1
+            failed = health.archiver.get("last_failed_time") or health.archiver.get("last_archived_time") or "never"
+            event("wal", health.detail, once_key=f"wal:{setup.pk}:{failed}", database=setup.database.name)
+    return unhealthy
+
+
+def verify_repositories(setup: PitrSetup) -> bool:
+    """`pgbackrest verify` of the repositories, its result kept on the setup; alert when it fails."""
+    try:
+        output, ok = PgBackRest(setup).verify(), True
+    except PitrError as exc:
+        output, ok = str(exc), False
+        event("verification_failed", f"pgbackrest verify failed: {exc}", database=setup.database.name)
+    info = {**setup.info, "verify": {"ok": ok, "output": output[-2000:], "at": timezone.now().isoformat()}}
+    PitrSetup.objects.filter(pk=setup.pk).update(info=info)
+    return ok
+
+
+def write_heartbeat(setup: PitrSetup) -> None:
+    """Opt-in: upsert the time into restorable_heartbeat, so a PITR drill can tell
+    exactly how far the recovered state is behind (and recovery always finds a
+    commit after its target)."""
+    try:
+        with connect(ConnInfo.of(setup.database), autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS restorable_heartbeat (id int PRIMARY KEY, at timestamptz NOT NULL)")
+            conn.execute("INSERT INTO restorable_heartbeat VALUES (1, clock_timestamp()) "
+                         "ON CONFLICT (id) DO UPDATE SET at = excluded.at")
+    except PgError as exc:
+        log.warning("PITR heartbeat of %s failed: %s", setup.database, exc)

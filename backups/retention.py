@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from backups.models import Artifact, BackupRun, Database, Storage
 from backups.storage import StorageError, backend_for
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 
 log = logging.getLogger("restorable.retention")
 

@@ -68,7 +68,8 @@ def sync_database_schedules(database: Database, policy: BackupPolicy | None = No
 def next_runs(expression: str, tz: str, start=None, count: int = 5) -> list:
     """The next COUNT times a cron expression fires, by the same crontab
     logic beat uses (django-celery-beat's time-zone-aware crontab)."""
-    from datetime import timedelta, timezone as dt_timezone
+    from datetime import timedelta
+    from datetime import timezone as dt_timezone
     from zoneinfo import ZoneInfo
 
     from django.utils import timezone

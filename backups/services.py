@@ -1,12 +1,12 @@
 """Starting backups (one run record per execution, enqueued after commit),
 routing work to the database host's agent, and saving storages."""
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from backups.models import Artifact, BackupRun, Database, PitrSetup, Storage
+from backups.models import Artifact, BackupRun, BaseBackup, Database, PitrSetup, Storage
 from backups.storage import backend_for
-from controlpanel.models import ACTIVE_STATES, AuditEvent, Trigger
+from controlpanel.jobs import ACTIVE_STATES, Trigger
+from controlpanel.models import AuditEvent
 
 
 class AlreadyRunning(Exception):
@@ -29,43 +29,13 @@ def create_backup_run(database: Database, trigger: str = Trigger.MANUAL) -> Back
 
 def start_backup(database: Database, trigger: str = Trigger.MANUAL, request=None) -> BackupRun:
     """Create the run and enqueue it on the dumps queue once the row is committed."""
-    from backups.tasks import backup
-
-    run = create_backup_run(database, trigger)
-    if request is not None:
-        AuditEvent.record("backup.start", f"Backup of {database} started", obj=run, request=request)
-
-    def enqueue():
-        result = backup.delay(run.pk)
-        BackupRun.objects.filter(pk=run.pk).update(celery_task_id=result.id)
-
-    transaction.on_commit(enqueue)
-    return run
-
-
-def agent_queue_for(database: Database) -> str:
-    """The queue of the agent on DATABASE's host: pgBackRest (base backups,
-    verify, a PITR restore into a data directory) must run there, never on
-    whichever worker takes the dumps queue."""
-    return database.agent_queue or settings.AGENT_QUEUE
+    return create_backup_run(database, trigger).enqueue(request, f"Backup of {database} started")
 
 
 def start_base_backup(database: Database, kind: str = "full", trigger: str = Trigger.MANUAL, request=None):
     """A queued base backup, sent to the database host's agent queue after commit."""
-    from backups.models import BaseBackup
-    from backups.tasks import base_backup
-
     job = BaseBackup.objects.create(database=database, kind=kind, trigger=trigger)
-    if request is not None:
-        AuditEvent.record("base_backup.start", f"{job.get_kind_display()} base backup of {database} started",
-                          obj=job, request=request)
-
-    def enqueue():
-        result = base_backup.apply_async(args=[job.pk], queue=agent_queue_for(database))
-        BaseBackup.objects.filter(pk=job.pk).update(celery_task_id=result.id)
-
-    transaction.on_commit(enqueue)
-    return job
+    return job.enqueue(request, f"{job.get_kind_display()} base backup of {database} started")
 
 
 class StorageInUse(Exception):

@@ -1,49 +1,10 @@
-"""Keep each database's django-celery-beat rows in step with it, whichever
-way it is edited (panel, CLI or Django admin)."""
+"""What the backups app announces; other apps listen (drills verifies each backup).
 
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
+backup_succeeded: sent with run= (the BackupRun) and inline= (True when the
+backup ran in the caller's process, e.g. `backup --inline`, so what follows
+should run there too instead of going to a worker).
+"""
 
-from backups.models import BackupPolicy, Database, PitrSetup
+from django.dispatch import Signal
 
-
-@receiver(post_save, sender=Database)
-def database_saved(sender, instance, raw=False, **kwargs):
-    if not raw:
-        from backups.schedules import sync_database_schedules
-
-        policy, created = BackupPolicy.objects.get_or_create(database=instance)
-        if not created:  # a new policy synced itself in policy_saved
-            sync_database_schedules(instance, policy=policy)
-            setup = PitrSetup.objects.filter(database=instance).first()
-            if setup is not None:  # its time zone may have changed
-                from backups.schedules import sync_pitr_schedules
-
-                sync_pitr_schedules(setup)
-
-
-@receiver(post_save, sender=BackupPolicy)
-def policy_saved(sender, instance, raw=False, **kwargs):
-    if not raw:
-        from backups.schedules import sync_database_schedules, sync_pitr_schedules
-
-        sync_database_schedules(instance.database, policy=instance)
-        setup = PitrSetup.objects.filter(database=instance.database).first()
-        if setup is not None:  # the PITR drill follows the drill schedule, an hour later
-            sync_pitr_schedules(setup)
-
-
-@receiver(post_delete, sender=Database)
-def database_deleted(sender, instance, **kwargs):
-    from backups.schedules import remove_database_schedules
-
-    remove_database_schedules(instance)
-
-
-@receiver(post_save, sender=PitrSetup)
-def pitr_saved(sender, instance, raw=False, **kwargs):
-    if not raw:
-        from backups.schedules import sync_pitr_heartbeat, sync_pitr_schedules
-
-        sync_pitr_schedules(instance)
-        sync_pitr_heartbeat(instance)
+backup_succeeded = Signal()

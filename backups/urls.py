@@ -9,7 +9,6 @@ urlpatterns = [
     path("storages/<str:name>/test/", views.storage_test, name="storage-test"),
     path("storages/<str:name>/delete/", views.storage_delete, name="storage-delete"),
     path("databases/add/", views.database_add, name="database-add"),
-    path("databases/<str:name>/", views.database_detail, name="database-detail"),
     path("databases/<str:name>/edit/", views.database_edit, name="database-edit"),
     path("databases/<str:name>/backup/", views.database_backup, name="database-backup"),
     path("databases/<str:name>/schedule/", views.database_schedule, name="database-schedule"),

@@ -5,7 +5,6 @@ import re
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -13,10 +12,10 @@ from django.views.decorators.http import require_POST
 
 from backups.forms import DatabaseForm, StorageForm
 from backups.models import BackupRun, Database, Storage
-from backups.services import (AlreadyRunning, StorageInUse, check_storage, delete_storage, save_storage,
-                              start_backup)
+from backups.services import AlreadyRunning, StorageInUse, check_storage, delete_storage, save_storage, start_backup
 from backups.storage import StorageError, backend_for
-from controlpanel.models import ACTIVE_STATES, AuditEvent, Status
+from controlpanel.jobs import ACTIVE_STATES, Status
+from controlpanel.models import AuditEvent
 from controlpanel.toasts import toast
 
 
@@ -114,38 +113,6 @@ def _database_form(request, database):
         messages.success(request, f"Database {database} saved.")
         return redirect("database-detail", name=database.name)
     return render(request, "backups/database_form.html", {"form": form, "database": database})
-
-
-def database_detail(request, name):
-    from backups.schedules import next_runs
-    from drills.health import database_health
-
-    database = get_object_or_404(Database.objects.select_related("primary_storage", "policy"), name=name)
-    runs = database.runs.all()
-    status = request.GET.get("status")
-    if status in Status.values:
-        runs = runs.filter(status=status)
-    page = Paginator(runs, 20).get_page(request.GET.get("page"))
-    recent = list(database.runs.filter(status=Status.SUCCEEDED).order_by("-created")
-                  .values("pk", "created", "size_bytes", "started", "finished")[:30])[::-1]
-    drills = list(database.drills.filter(rto_seconds__isnull=False).order_by("-created")
-                  .values("pk", "created", "rto_seconds")[:30])[::-1]
-    policy = getattr(database, "policy", None)
-    schedules = []
-    if policy is not None:
-        for label, cron in (("Backup", policy.dump_cron), ("Drill", policy.drill_cron)):
-            schedules.append({"label": label, "cron": cron, "next": next_runs(cron, database.timezone, count=3)})
-    context = {
-        "database": database, "page": page, "status": status, "statuses": Status.choices,
-        "health": database_health(database), "schedules": schedules, "policy": policy,
-        "size_points": [(r["created"].strftime("%m-%d"), (r["size_bytes"] or 0) / 2**20) for r in recent],
-        "duration_points": [(r["created"].strftime("%m-%d"), (r["finished"] - r["started"]).total_seconds())
-                            for r in recent if r["started"] and r["finished"]],
-        "rto_points": [(d["created"].strftime("%m-%d"), d["rto_seconds"]) for d in drills],
-        "recent_runs": recent[::-1][:10],
-        **pitr_context(database),
-    }
-    return render(request, "backups/database_detail.html", context)
 
 
 # pg_dump 15.14+ (and 13.22, 14.19, 16.10, 17.6) brackets plain SQL with

@@ -125,11 +125,11 @@ from backups.management.commands.backup import run_as_dict
 from backups.models import Database
 from backups.services import create_backup_run
 from backups.tasks import execute_backup
-from controlpanel.models import Trigger
+from controlpanel.jobs import Trigger
 import backups.pipeline  # loaded once per worker process, not per backup
 run = create_backup_run(Database.objects.get(name=os.environ.get("BENCH_TARGET", "bench")), Trigger.API)
 t0, c0 = time.perf_counter(), os.times()
-execute_backup(run)
+run.execute()
 wall, c1 = time.perf_counter() - t0, os.times()
 run.refresh_from_db()
 result = run_as_dict(run)

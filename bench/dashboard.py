@@ -56,7 +56,7 @@ def load(databases: int, runs: int) -> None:
     from django.utils import timezone
 
     from backups.models import BackupRun, Database, Storage
-    from controlpanel.models import Status
+    from controlpanel.jobs import Status
     from drills.models import Drill
 
     storage = Storage.objects.create(name="disk", path="/tmp/restorable-bench-dashboard/backups")
@@ -111,7 +111,7 @@ def run(args) -> int:
     if args.profile:
         from django.db import connection
 
-        from controlpanel.overview import databases_with_facts
+        from drills.health import databases_with_facts
 
         sql, params = databases_with_facts().query.sql_with_params()
         with connection.cursor() as cursor:

@@ -50,7 +50,6 @@ def main() -> int:
 
     from backups.models import BaseBackup, Database, PitrSetup, Storage
     from backups.pgbackrest import PgBackRest, as_owner
-    from backups.tasks import execute_base_backup
     from backups.pitr import enable, setup_for
     from drills.pitr import remove_sandbox, restore_to_sandbox
     from drills.sandboxes import LocalSandboxes, Sandbox, bin_dir
@@ -78,7 +77,7 @@ def main() -> int:
             subprocess.run(as_owner([*base, "--repo=1", "--type=full", "backup"]), check=True, capture_output=True)
             hand_backup.append(time.perf_counter() - started)
             started = time.perf_counter()
-            job = execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+            job = (BaseBackup.objects.create(database=database, kind="full")).execute()
             panel_backup.append(time.perf_counter() - started)
             assert job.status == "succeeded", job.error
 

@@ -1,6 +1,4 @@
-from django.contrib import admin
-
-from django.contrib import messages
+from django.contrib import admin, messages
 
 from controlpanel.models import AuditEvent, NotificationChannel
 

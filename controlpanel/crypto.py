@@ -1,4 +1,4 @@
-"""Secrets at rest: a model field that stores Fernet tokens.
+"""Secrets at rest: a model field that stores Fernet tokens, and its write-only form field.
 
 MultiFernet decrypts with any configured key and encrypts with the first, so a
 key is rotated by prepending a new one and running `manage.py rotate_secrets`.
@@ -7,6 +7,7 @@ key is rotated by prepending a new one and running `manage.py rotate_secrets`.
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django import forms
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
@@ -67,6 +68,30 @@ class EncryptedTextField(models.TextField):
         return encrypt(str(value))
 
     def formfield(self, **kwargs):
-        from controlpanel.forms import SecretField
-
         return SecretField(required=not self.blank, label=self.verbose_name.capitalize())
+
+
+class SecretInput(forms.PasswordInput):
+    """Never renders the stored value back; says whether one is set instead."""
+
+    template_name = "controlpanel/widgets/secret.html"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs, render_value=False)
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, None, attrs)
+        context["widget"]["is_set"] = bool(value)
+        return context
+
+
+class SecretField(forms.CharField):
+    widget = SecretInput
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("strip", False)
+        super().__init__(**kwargs)
+        self.help_text = self.help_text or "Write-only: leave empty to keep the stored value."
+
+    def prepare_value(self, value):
+        return value  # the widget only looks at whether there is one

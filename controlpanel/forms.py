@@ -26,32 +26,6 @@ class StorableTextMixin:
                 field.validators.append(validate_storable_text)
 
 
-class SecretInput(forms.PasswordInput):
-    """Never renders the stored value back; says whether one is set instead."""
-
-    template_name = "controlpanel/widgets/secret.html"
-
-    def __init__(self, attrs=None):
-        super().__init__(attrs, render_value=False)
-
-    def get_context(self, name, value, attrs):
-        context = super().get_context(name, None, attrs)
-        context["widget"]["is_set"] = bool(value)
-        return context
-
-
-class SecretField(forms.CharField):
-    widget = SecretInput
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("strip", False)
-        super().__init__(**kwargs)
-        self.help_text = self.help_text or "Write-only: leave empty to keep the stored value."
-
-    def prepare_value(self, value):
-        return value  # the widget only looks at whether there is one
-
-
 class KeepSecretsModelForm(StorableTextMixin, forms.ModelForm):
     """A ModelForm whose empty secret inputs keep the stored value."""
 

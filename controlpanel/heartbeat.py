@@ -25,11 +25,3 @@ def ping(reason: str) -> bool:
     except httpx.HTTPError as exc:
         log.warning("heartbeat ping failed: %s", type(exc).__name__)  # the URL may hold a token: not logged
         return False
-
-
-def all_within_rpo() -> bool:
-    from controlpanel.overview import overview_rows
-
-    rows = overview_rows()
-    return bool(rows) and all(row["health"].rpo_age_seconds is not None and
-                              row["health"].rpo_age_seconds <= row["database"].rpo_budget_seconds for row in rows)

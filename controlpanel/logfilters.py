@@ -13,9 +13,9 @@ import logging
 # The periodic tasks of controlpanel/system_schedules.py that run more often than hourly.
 QUIET_TASKS = (
     "controlpanel.tasks.reap_dead_jobs",
-    "controlpanel.tasks.reap_sandboxes",
-    "controlpanel.tasks.heartbeat",
-    "controlpanel.tasks.check_staleness",
+    "drills.tasks.reap_sandboxes",
+    "drills.tasks.heartbeat",
+    "drills.tasks.check_staleness",
     "backups.tasks.check_wal",
 )
 CELERY_ROUTINE = ("celery.beat", "celery.app.trace", "celery.worker.strategy")

@@ -109,7 +109,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
-ROOT_URLCONF = "controlpanel.urls"
+ROOT_URLCONF = "controlpanel.site.urls"
 # Widget templates may live in templates/ (the write-only secret input).
 FORM_RENDERER = "django.forms.renderers.TemplatesSetting"
 WSGI_APPLICATION = "controlpanel.wsgi.application"
@@ -222,8 +222,6 @@ CELERY_TASK_ROUTES = {
     "backups.tasks.*": {"queue": "dumps"},
     "drills.tasks.*": {"queue": "drills"},
     "controlpanel.tasks.*": {"queue": "dumps"},
-    # Sandboxes live where drills run: their reaper must run there too.
-    "controlpanel.tasks.reap_sandboxes": {"queue": "drills"},
 }
 CELERY_TASK_TIME_LIMIT = env_int("RESTORABLE_TASK_TIME_LIMIT", 6 * 3600, minimum=60)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30

@@ -10,15 +10,15 @@ SYSTEM_TASKS = {
     # name: (task, every seconds)
     "restorable: reap dead jobs": ("controlpanel.tasks.reap_dead_jobs", None),
     "restorable: apply retention": ("backups.tasks.apply_retention", 3600),
-    "restorable: reap sandboxes": ("controlpanel.tasks.reap_sandboxes", 300),
-    "restorable: outside heartbeat": ("controlpanel.tasks.heartbeat", 300),
-    "restorable: stale backup check": ("controlpanel.tasks.check_staleness", 600),
+    "restorable: reap sandboxes": ("drills.tasks.reap_sandboxes", 300),
+    "restorable: outside heartbeat": ("drills.tasks.heartbeat", 300),
+    "restorable: stale backup check": ("drills.tasks.check_staleness", 600),
     "restorable: WAL archiving check": ("backups.tasks.check_wal", 120),
 }
 # name: (task, cron minute hour day-of-month month day-of-week)
 SYSTEM_CRONTABS = {
     "restorable: re-verify checksums weekly": ("drills.tasks.reverify_all", "0 4 * * 6"),
-    "restorable: daily digest": ("controlpanel.tasks.daily_digest", "0 8 * * *"),
+    "restorable: daily digest": ("backups.tasks.daily_digest", "0 8 * * *"),
 }
 
 
@@ -38,6 +38,8 @@ def ensure_system_schedules(using="default", **kwargs) -> None:
             minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month, day_of_week=day_of_week,
             timezone=settings.TIME_ZONE,
         )
-        PeriodicTask.objects.get_or_create(
+        row, created = PeriodicTask.objects.get_or_create(
             name=name, defaults={"task": task, "crontab": crontab, "args": json.dumps([]), "enabled": True}
         )
+        if not created and row.task != task:  # a task that moved: keep the row's (perhaps edited) schedule
+            PeriodicTask.objects.filter(pk=row.pk).update(task=task)

@@ -1,4 +1,4 @@
-"""The overview, health endpoints, alert channels and cancelling jobs."""
+"""Health endpoints, the audit log, alert channels and cancelling jobs."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
@@ -9,25 +9,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from backups.models import BackupRun, Storage
-from controlpanel.models import ACTIVE_STATES
-from controlpanel.roles import role_of
-from drills.models import Drill, Verification
 from controlpanel.toasts import toast
-
-
-def overview(request):
-    from controlpanel.overview import overview_rows
-
-    context = {
-        "rows": overview_rows(),
-        "storage_count": Storage.objects.count(),
-        # Poll quickly while anything that changes a row is queued or running.
-        "running": any(model.objects.filter(status__in=ACTIVE_STATES).exists() for model in (BackupRun, Verification, Drill)),
-        "role": role_of(request.user),
-    }
-    template = "controlpanel/partials/overview_table.html" if request.htmx else "controlpanel/overview.html"
-    return render(request, template, context)
 
 
 @login_not_required
@@ -146,7 +128,6 @@ def job_cancel(request, kind, pk):
     from django.core.exceptions import PermissionDenied
     from django.http import Http404
 
-    from controlpanel.jobs import cancel_job
 
     if kind not in CANCELLABLE:
         raise Http404("Nothing of that kind can be cancelled.")
@@ -154,7 +135,7 @@ def job_cancel(request, kind, pk):
     if not request.user.has_perm(permission):
         raise PermissionDenied
     job = get_object_or_404(apps.get_model(label), pk=pk)
-    outcome, message = cancel_job(job, request=request)
+    outcome, message = job.cancel(request=request)
     level = "info" if outcome == "ended" else "success"
     if request.htmx:
         return toast(HttpResponse(status=204), message, level)

@@ -17,8 +17,8 @@ import psycopg
 
 from backups.models import BackupRun
 from backups.pgtools import connect
-from drills.models import Drill
 from drills.fetch import Staging, fetch_dump
+from drills.models import Drill
 from drills.pgrestore import RestoreFailed, count_rows, create_database, pg_restore
 from drills.sandboxes import backend as sandbox_backend
 
@@ -153,8 +153,8 @@ def run_pitr_drill(drill: Drill) -> dict:
     from datetime import timedelta
 
     from backups.models import PitrSetup
-    from backups.pgtools import ConnInfo
     from backups.pgbackrest import PitrError, read_archiver
+    from backups.pgtools import ConnInfo
     from drills.pitr import restore_to_sandbox
 
     setup = PitrSetup.objects.filter(database=drill.database, enabled__isnull=False).first()

@@ -9,9 +9,11 @@ verified backup at all.
 
 from dataclasses import dataclass, field
 
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from controlpanel.models import Status
+from backups.models import BackupRun, Database
+from controlpanel.jobs import ACTIVE_STATES, Status
 from drills.models import Drill
 
 GREEN, AMBER, RED = "green", "amber", "red"
@@ -82,3 +84,47 @@ def assess(database, last_good_at, drill: DrillFacts | None, now=None) -> Health
         health.reasons.append("The last verified backup is close to the RPO budget.")
     health.color = AMBER if health.reasons else GREEN
     return health
+
+
+def latest(queryset, field):
+    return Subquery(queryset.values(field)[:1])
+
+
+def databases_with_facts():
+    runs = BackupRun.objects.filter(database=OuterRef("pk")).order_by("-created")
+    good = runs.good()
+    # A cancelled drill proves nothing either way: the last one that ended on its own counts.
+    drills = (Drill.objects.filter(database=OuterRef("pk")).exclude(status__in=[*ACTIVE_STATES, Status.CANCELLED])
+              .order_by("-created"))
+    return (
+        Database.objects.select_related("primary_storage", "policy")
+        .annotate(
+            last_run_id=latest(runs, "pk"), last_run_status=latest(runs, "status"),
+            last_run_verified=latest(runs, "verified"), last_run_created=latest(runs, "created"),
+            last_run_error=latest(runs, "error"),
+            last_good_id=latest(good, "pk"), last_good_finished=latest(good, "finished"),
+            last_drill_id=latest(drills, "pk"), last_drill_status=latest(drills, "status"),
+            last_drill_rto=latest(drills, "rto_seconds"), last_drill_within=latest(drills, "within_budget"),
+            last_drill_details=latest(drills, "details"), last_drill_error=latest(drills, "error"),
+        )
+    )
+
+
+def fleet_health():
+    """(database, health) for every database, from one annotated query: the
+    overview, /metrics, the stale check and the outside heartbeat all read this."""
+    for database in databases_with_facts():
+        drill = None
+        if database.last_drill_id:
+            details = database.last_drill_details or {}
+            drill = DrillFacts(database.last_drill_status, database.last_drill_rto, database.last_drill_within,
+                               details.get("warnings", []) if isinstance(details, dict) else [],
+                               database.last_drill_error or "")
+        yield database, assess(database, database.last_good_finished, drill)
+
+
+def all_within_rpo() -> bool:
+    """Every database has a verified backup within its RPO budget (and there is one)."""
+    rows = list(fleet_health())
+    return bool(rows) and all(health.rpo_age_seconds is not None and
+                              health.rpo_age_seconds <= database.rpo_budget_seconds for database, health in rows)

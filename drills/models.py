@@ -5,7 +5,10 @@ from django.db import models
 
 from backups.models import BackupRun, Database, Storage
 from controlpanel.crypto import EncryptedTextField
-from controlpanel.models import Job
+from controlpanel.heartbeat import ping
+from controlpanel.jobs import Job, Status
+from controlpanel.models import AuditEvent
+from controlpanel.notify import event
 
 
 class Verification(Job):
@@ -26,6 +29,14 @@ class Verification(Job):
         permissions = [("run_verification", "Can start verifications")]
 
     task_name = "drills.tasks.verify"
+    body = "drills.verification.run_verification"
+
+    def on_finished(self, **context) -> None:
+        if self.status == Status.FAILED:
+            event("verification_failed", self.error, run=self.run_id, database=self.run.database.name,
+                  verification=self.pk)
+        elif self.status == Status.SUCCEEDED and self.kind == self.Kind.AFTER_BACKUP:
+            ping(f"verified backup #{self.run_id} of {self.run.database.name}")
 
     def __str__(self) -> str:
         return f"verification #{self.pk} of run #{self.run_id}"
@@ -54,6 +65,14 @@ class Drill(Job):
         indexes = [models.Index(fields=["database", "-created"], name="drill_db_created")]
 
     task_name = "drills.tasks.drill"
+    body = "drills.drill.run_drill"
+
+    def on_finished(self, **context) -> None:
+        if self.status == Status.FAILED:
+            event("drill_failed", self.error, drill=self.pk, database=self.database.name)
+        elif self.within_budget is False:
+            event("drill_over_budget", f"Drill RTO {self.rto_seconds:.0f} s is over the "
+                  f"{self.database.rto_budget_seconds} s budget.", drill=self.pk, database=self.database.name)
 
     def __str__(self) -> str:
         return f"drill #{self.pk} of {self.database}"
@@ -90,6 +109,25 @@ class Restore(Job):
     one_time_password = EncryptedTextField(blank=True)
 
     task_name = "drills.tasks.restore"
+    body = "drills.restores.run_restore"
+
+    def queue(self) -> str | None:
+        # Into a data directory: pgBackRest writes it on the database host, so its agent runs it.
+        return self.database.agent_queue_name if self.details.get("datadir") else None
+
+    def execute(self, **context) -> "Restore":
+        self.refresh_from_db()
+        if self.status == Status.CANCELLED:
+            return self  # cancelled while queued: it never starts, and nobody hears it did
+        event("restore_started", f"Restore #{self.pk} of {self.database} started", restore=self.pk,
+              database=self.database.name)
+        return super().execute(**context)
+
+    def on_finished(self, **context) -> None:
+        if self.status != Status.SUCCEEDED:
+            AuditEvent.record("restore.finished", f"Restore #{self.pk} of {self.database} {self.status}", obj=self,
+                              user=self.requested_by, result=self.status, error=self.error)
+        event("restore_finished", f"Restore #{self.pk} {self.status}", restore=self.pk, database=self.database.name)
 
     class Meta(Job.Meta):
         permissions = [("run_restore", "Can restore backups")]

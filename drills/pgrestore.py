@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 
 from backups.pgtools import ConnInfo, PgError, connect, tool_for
-from controlpanel.jobs import run_tool
+from controlpanel.cancel import run_tool
 
 log = logging.getLogger("restorable.restore")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from django.utils import timezone
 
 from backups.models import PitrSetup
-from backups.pgtools import PgError, connect
 from backups.pgbackrest import PgBackRest, PitrError, _allow_traverse, chown_to_owner
+from backups.pgtools import PgError, connect
 from drills.sandboxes import LocalSandboxes, Sandbox, bin_dir, new_label, sandbox_root, write_label
 
 

@@ -11,8 +11,8 @@ from datetime import timezone as dt_timezone
 
 from backups.pgtools import ConnInfo
 from controlpanel.models import AuditEvent
-from drills.models import Restore
 from drills.fetch import Staging, fetch_dump
+from drills.models import Restore
 from drills.pgrestore import RestoreFailed, create_database, database_exists, drop_database, pg_restore, restore_args
 from drills.sandboxes import backend as sandbox_backend
 

@@ -1,42 +1,21 @@
-"""Starting verifications: a run record first, the task after commit."""
-
-from django.db import transaction
+"""Starting verifications, drills and restores: a row first, audited, its task after commit (Job.enqueue)."""
 
 from backups.models import BackupRun
 from backups.pgtools import ConnInfo
-from backups.services import agent_queue_for
-from controlpanel.models import Trigger
-from drills.models import Verification
+from controlpanel.jobs import Trigger
+from controlpanel.models import AuditEvent
+from drills.models import Drill, Restore, Verification
 
 
 def start_verification(run: BackupRun, kind: str = Verification.Kind.MANUAL, checksums_only: bool = False,
                        trigger: str = Trigger.MANUAL, request=None) -> Verification:
-    from controlpanel.models import AuditEvent
-    from drills.tasks import verify
-
     verification = Verification.objects.create(run=run, kind=kind, checksums_only=checksums_only, trigger=trigger)
-    if request is not None:
-        AuditEvent.record("verification.start", f"Verification of backup #{run.pk} started", obj=verification,
-                          request=request)
-
-    def enqueue():
-        result = verify.delay(verification.pk)
-        Verification.objects.filter(pk=verification.pk).update(celery_task_id=result.id)
-
-    transaction.on_commit(enqueue)
-    return verification
+    return verification.enqueue(request, f"Verification of backup #{run.pk} started")
 
 
 def start_drill(database, source_run=None, trigger: str = Trigger.MANUAL, request=None, **fields):
-    from controlpanel.models import AuditEvent
-    from drills.models import Drill
-    from drills.tasks import drill
-
     job = Drill.objects.create(database=database, source_run=source_run, trigger=trigger, **fields)
-    if request is not None:
-        AuditEvent.record("drill.start", f"Drill of {database} started", obj=job, request=request)
-    transaction.on_commit(lambda: Drill.objects.filter(pk=job.pk).update(celery_task_id=drill.delay(job.pk).id))
-    return job
+    return job.enqueue(request, f"Drill of {database} started")
 
 
 def create_restore(run: BackupRun, *, target: str, user=None, keep_hours: int = 4, target_database=None,
@@ -45,9 +24,6 @@ def create_restore(run: BackupRun, *, target: str, user=None, keep_hours: int = 
     """A queued, audited restore (the caller enqueues it or runs it inline).
     TARGET_DSN: a server given by connection string (CLI), stored encrypted;
     only its host and port reach the audit log."""
-    from controlpanel.models import AuditEvent
-    from drills.models import Restore
-
     job = Restore.objects.create(
         database=run.database, source_run=run, target=target, requested_by=user, keep_hours=keep_hours,
         target_database=target_database, target_dbname=target_dbname, target_dsn=target_dsn, tables=list(tables),
@@ -68,20 +44,12 @@ def target_server(run: BackupRun, target_database=None, target_dsn: str = "") ->
 
 
 def start_restore(run: BackupRun, **kwargs):
-    from drills.models import Restore
-    from drills.tasks import restore
-
-    job = create_restore(run, **kwargs)
-    transaction.on_commit(lambda: Restore.objects.filter(pk=job.pk).update(celery_task_id=restore.delay(job.pk).id))
-    return job
+    return create_restore(run, **kwargs).enqueue()  # create_restore audited it, with or without a request
 
 
 def create_pitr_restore(database, target_time, *, keep_hours: int = 4, user=None, datadir: str = "",
                         trigger=Trigger.MANUAL, request=None):
     """A queued, audited point-in-time restore (target_time None: the latest archived point)."""
-    from controlpanel.models import AuditEvent
-    from drills.models import Restore
-
     job = Restore.objects.create(
         database=database, pitr=True, pitr_target=target_time, keep_hours=keep_hours, requested_by=user,
         target=Restore.Target.SANDBOX, trigger=trigger, details={"datadir": datadir} if datadir else {},
@@ -95,16 +63,4 @@ def create_pitr_restore(database, target_time, *, keep_hours: int = 4, user=None
 
 
 def start_pitr_restore(database, target_time, **kwargs):
-    from drills.models import Restore
-    from drills.tasks import restore
-
-    job = create_pitr_restore(database, target_time, **kwargs)
-
-    def enqueue():
-        # Into a data directory: pgBackRest writes it on the database host, so its agent runs it.
-        result = (restore.apply_async(args=[job.pk], queue=agent_queue_for(database)) if job.details.get("datadir")
-                  else restore.delay(job.pk))
-        Restore.objects.filter(pk=job.pk).update(celery_task_id=result.id)
-
-    transaction.on_commit(enqueue)
-    return job
+    return create_pitr_restore(database, target_time, **kwargs).enqueue()  # queue(): the agent for a data directory

@@ -1,41 +1,39 @@
-"""Thin Celery tasks of the drills queue: verification and re-verification."""
+"""Celery tasks of the drills queue: each loads its row (quietly gone if it was
+deleted) and calls the domain code. The job lifecycle is controlpanel.jobs's."""
 
 from celery import shared_task
 
-from controlpanel.jobs import run_job
-from controlpanel.models import Status, Trigger
+from backups.models import BackupRun, Database
+from controlpanel.heartbeat import ping
+from controlpanel.jobs import Status, Trigger, run_as_task
 from controlpanel.notify import event
-from drills.models import Verification
+from drills import sandboxes
+from drills.health import all_within_rpo, fleet_health
+from drills.models import Drill, Restore, Verification
+from drills.services import start_drill, start_verification
 
 
-@shared_task(ignore_result=True)
-def verify(verification_id: int) -> None:
-    verification = Verification.objects.select_related("run__database").filter(pk=verification_id).first()
-    if verification is not None:
-        execute_verification(verification)
+@shared_task(bind=True, ignore_result=True)
+def verify(self, verification_id: int) -> None:
+    if verification := Verification.objects.select_related("run__database").filter(pk=verification_id).first():
+        run_as_task(self, verification)
 
 
-def execute_verification(verification: Verification) -> Verification:
-    from drills.verification import run_verification
+@shared_task(bind=True, ignore_result=True)
+def drill(self, drill_id: int) -> None:
+    if job := Drill.objects.select_related("database").filter(pk=drill_id).first():
+        run_as_task(self, job)
 
-    run_job(verification, run_verification)
-    verification.refresh_from_db()
-    if verification.status == Status.FAILED:
-        event("verification_failed", verification.error, run=verification.run_id,
-              database=verification.run.database.name, verification=verification.pk)
-    elif verification.status == Status.SUCCEEDED and verification.kind == Verification.Kind.AFTER_BACKUP:
-        from controlpanel.heartbeat import ping
 
-        ping(f"verified backup #{verification.run_id} of {verification.run.database.name}")
-    return verification
+@shared_task(bind=True, ignore_result=True)
+def restore(self, restore_id: int) -> None:
+    if job := Restore.objects.select_related("database", "source_run").filter(pk=restore_id).first():
+        run_as_task(self, job)
 
 
 @shared_task(ignore_result=True)
 def reverify_all() -> int:
     """Weekly: re-check the checksums of every retained backup on every storage."""
-    from backups.models import BackupRun
-    from drills.services import start_verification
-
     runs = BackupRun.objects.filter(status=Status.SUCCEEDED, pruned__isnull=True)
     for run in runs:
         start_verification(run, kind=Verification.Kind.PERIODIC, checksums_only=True, trigger=Trigger.SCHEDULED)
@@ -43,69 +41,42 @@ def reverify_all() -> int:
 
 
 @shared_task(ignore_result=True)
-def drill(drill_id: int) -> None:
-    from drills.models import Drill
-
-    job = Drill.objects.select_related("database").filter(pk=drill_id).first()
-    if job is not None:
-        execute_drill(job)
-
-
-def execute_drill(job):
-    from drills.drill import run_drill
-
-    run_job(job, run_drill)
-    job.refresh_from_db()
-    if job.status == Status.FAILED:
-        event("drill_failed", job.error, drill=job.pk, database=job.database.name)
-    elif job.within_budget is False:
-        event("drill_over_budget", f"Drill RTO {job.rto_seconds:.0f} s is over the {job.database.rto_budget_seconds} s "
-              "budget.", drill=job.pk, database=job.database.name)
-    return job
-
-
-@shared_task(ignore_result=True)
 def scheduled_drill(database_id: int) -> None:
-    from backups.models import Database
-    from drills.services import start_drill
-
     database = Database.objects.filter(pk=database_id).first()
     if database is not None and database.last_good_run() is not None:
         start_drill(database, trigger=Trigger.SCHEDULED)
 
 
 @shared_task(ignore_result=True)
-def restore(restore_id: int) -> None:
-    from drills.models import Restore
-
-    job = Restore.objects.select_related("database", "source_run").filter(pk=restore_id).first()
-    if job is not None:
-        execute_restore(job)
-
-
-def execute_restore(job):
-    from controlpanel.models import AuditEvent
-    from drills.restores import run_restore
-
-    job.refresh_from_db()
-    if job.status == Status.CANCELLED:
-        return job  # cancelled while queued: it never starts
-    event("restore_started", f"Restore #{job.pk} of {job.database} started", restore=job.pk, database=job.database.name)
-    run_job(job, run_restore)
-    job.refresh_from_db()
-    if job.status != Status.SUCCEEDED:
-        AuditEvent.record("restore.finished", f"Restore #{job.pk} of {job.database} {job.status}", obj=job,
-                          user=job.requested_by, result=job.status, error=job.error)
-    event("restore_finished", f"Restore #{job.pk} {job.status}", restore=job.pk, database=job.database.name)
-    return job
+def scheduled_pitr_drill(database_id: int) -> None:
+    """Monthly: a PITR drill to the last archived point."""
+    if database := Database.objects.filter(pk=database_id, pitr__enabled__isnull=False).first():
+        start_drill(database, trigger=Trigger.SCHEDULED, details={"pitr": True})
 
 
 @shared_task(ignore_result=True)
-def scheduled_pitr_drill(database_id: int) -> None:
-    """Monthly: a PITR drill to the last archived point."""
-    from backups.models import Database
-    from drills.services import start_drill
+def reap_sandboxes() -> int:
+    """Remove this host's sandboxes left behind by killed workers, and expired kept ones."""
+    return sandboxes.reap_sandboxes()
 
-    database = Database.objects.filter(pk=database_id, pitr__enabled__isnull=False).first()
-    if database is not None:
-        start_drill(database, trigger=Trigger.SCHEDULED, details={"pitr": True})
+
+@shared_task(ignore_result=True)
+def heartbeat() -> bool:
+    """From beat: ping the outside heartbeat while every database is within its RPO."""
+    return all_within_rpo() and ping("all databases have a verified backup within their RPO budget")
+
+
+@shared_task(ignore_result=True)
+def check_staleness() -> int:
+    """Alert once per database whose last verified backup is older than its RPO budget
+    (this catches a schedule that silently stopped)."""
+    stale = 0
+    for database, health in fleet_health():
+        age = health.rpo_age_seconds
+        if age is None or age > database.rpo_budget_seconds:
+            stale += 1
+            what = ("has no verified backup" if age is None else
+                    f"has no verified backup for {age / 3600:.1f} h (RPO budget {database.rpo_budget_seconds / 3600:.1f} h)")
+            event("stale", f"{database.name} {what}.", once_key=f"stale:{database.pk}:{database.last_good_id}",
+                  database=database.name, run=database.last_run_id)
+    return stale

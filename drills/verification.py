@@ -21,12 +21,12 @@ from django.utils import timezone
 
 from backups.models import Artifact, BackupRun, Storage
 from backups.pgtools import PgError, tool_for
+from backups.pipeline import Background
 from backups.storage import StorageError
-from controlpanel.jobs import run_tool
-from controlpanel.models import Status
+from controlpanel.cancel import run_tool
+from controlpanel.jobs import Status
 from drills.fetch import Staging, read_and_hash
 from drills.models import Verification
-from backups.pipeline import Background
 from drills.sandboxes import backend as sandbox_backend
 
 log = logging.getLogger("restorable.verify")

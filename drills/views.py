@@ -8,11 +8,11 @@ from django.views.decorators.http import require_POST
 
 from backups.models import BackupRun, Database
 from backups.pgtools import PgError
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from drills.forms import RestoreForm
 from drills.models import Drill, Restore, Verification
-from drills.restores import take_password
 from drills.pgrestore import RestoreFailed, database_exists
+from drills.restores import take_password
 from drills.sandboxes import SandboxError, list_sandboxes
 from drills.services import start_drill, start_restore, start_verification
 

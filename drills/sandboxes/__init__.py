@@ -19,11 +19,29 @@ from datetime import datetime, timezone
 from django.conf import settings
 
 from drills.sandboxes import docker, local
-from drills.sandboxes.base import (RunningSandbox, SandboxBackend, SandboxError, SandboxInfo, free_port, job_seconds,
-                                   new_label, process_started, reapable)
+from drills.sandboxes.base import (
+    RunningSandbox,
+    SandboxBackend,
+    SandboxError,
+    SandboxInfo,
+    free_port,
+    job_seconds,
+    new_label,
+    process_started,
+    reapable,
+)
 from drills.sandboxes.docker import DockerSandboxes
-from drills.sandboxes.local import (BULK_LOAD_SETTINGS, LABEL, LocalSandboxes, Sandbox, bin_dir, cluster_user,
-                                    read_label, sandbox_root, write_label)
+from drills.sandboxes.local import (
+    BULK_LOAD_SETTINGS,
+    LABEL,
+    LocalSandboxes,
+    Sandbox,
+    bin_dir,
+    cluster_user,
+    read_label,
+    sandbox_root,
+    write_label,
+)
 
 __all__ = ["BULK_LOAD_SETTINGS", "LABEL", "DockerSandboxes", "LocalSandboxes", "RunningSandbox", "Sandbox",
            "SandboxBackend", "SandboxError", "SandboxInfo", "backend", "bin_dir", "cluster_user", "free_port",

@@ -15,10 +15,10 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from backups.pgtools import ConnInfo, PgError
-from controlpanel.models import ACTIVE_STATES
+from controlpanel.jobs import ACTIVE_STATES
 
 if TYPE_CHECKING:
-    from controlpanel.models import Job
+    from controlpanel.jobs import Job
 
 
 class SandboxError(PgError):

@@ -14,12 +14,20 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from backups.pgtools import ConnInfo, ConnectionProblem, connect
-from drills.sandboxes.base import (SandboxError, SandboxInfo, in_use, job_running, new_label, owner_running,
-                                   reapable, sandbox_info)
+from backups.pgtools import ConnectionProblem, ConnInfo, connect
+from drills.sandboxes.base import (
+    SandboxError,
+    SandboxInfo,
+    in_use,
+    job_running,
+    new_label,
+    owner_running,
+    reapable,
+    sandbox_info,
+)
 
 if TYPE_CHECKING:
-    from controlpanel.models import Job
+    from controlpanel.jobs import Job
 
 LABEL = "restorable.sandbox"  # its value is the label, as JSON
 

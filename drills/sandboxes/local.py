@@ -17,11 +17,20 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from backups.pgtools import ConnInfo, ToolMissing, installed_majors
-from drills.sandboxes.base import (SandboxError, SandboxInfo, free_port, in_use, job_running, new_label, owner_running,
-                                   reapable, sandbox_info)
+from drills.sandboxes.base import (
+    SandboxError,
+    SandboxInfo,
+    free_port,
+    in_use,
+    job_running,
+    new_label,
+    owner_running,
+    reapable,
+    sandbox_info,
+)
 
 if TYPE_CHECKING:
-    from controlpanel.models import Job
+    from controlpanel.jobs import Job
 
 log = logging.getLogger("restorable.sandbox")
 

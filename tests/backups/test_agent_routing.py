@@ -20,9 +20,9 @@ from django_celery_beat.schedulers import ModelEntry
 
 from backups.models import BaseBackup, PitrSetup
 from backups.schedules import sync_pitr_schedules
-from backups.services import agent_queue_for, start_base_backup
+from backups.services import start_base_backup
 from controlpanel.celery import app
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from controlpanel.tasks import reap_dead_jobs
 from drills.models import Restore
 from drills.services import start_pitr_restore
@@ -59,9 +59,9 @@ def pitr_database(source_database, tmp_path):
 
 def test_the_agent_queue_is_the_databases_own_or_else_the_panels_default(source_database, settings):
     settings.AGENT_QUEUE = "agent.panel-host"
-    assert agent_queue_for(source_database) == "agent.panel-host"
+    assert source_database.agent_queue_name == "agent.panel-host"
     source_database.agent_queue = "agent.db1"
-    assert agent_queue_for(source_database) == "agent.db1"
+    assert source_database.agent_queue_name == "agent.db1"
 
 
 def test_base_backup_now_goes_to_the_agent_not_the_dumps_queue(client, pitr_database, operator, agent_queue,
@@ -88,6 +88,7 @@ def test_beat_sends_scheduled_base_backups_and_verify_to_the_agent(pitr_database
     pitr_database.agent_queue = agent_queue
     pitr_database.save()
     sync_pitr_schedules(PitrSetup.objects.get(database=pitr_database))
+    app.loader.import_default_modules()  # what beat and workers do at start: the apps' tasks, autodiscovered
     for kind in ("base backup full", "pgbackrest verify"):
         # What beat's Scheduler.apply_async does with a due entry (the scheduler
         # itself would close the test's database connection).
@@ -122,7 +123,7 @@ def test_work_that_arrived_on_an_agent_queue_runs_there_even_if_named_otherwise(
 
     settings.AGENT_QUEUE = agent_queue
     ran = []
-    monkeypatch.setattr("backups.tasks.execute_base_backup", ran.append)
+    monkeypatch.setattr("backups.tasks.run_as_task", lambda task, job, **context: ran.append(job))
     job = BaseBackup.objects.create(database=pitr_database)
     base_backup.apply(args=[job.pk], routing_key="agent.some-other-name")
     assert ran == [job] and messages_on(agent_queue) == []

@@ -8,7 +8,7 @@ from django.core.management.base import CommandError
 from django_celery_beat.models import PeriodicTask
 
 from backups.models import BackupRun, Database, Storage
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from tests.conftest import S3_KEYS
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from backups.services import create_backup_run
 from backups.storage import backend_for
-from backups.tasks import execute_backup
-from controlpanel.models import AuditEvent, Status
+from controlpanel.jobs import Status
+from controlpanel.models import AuditEvent
 from tests.conftest import psql
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -17,11 +17,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def run(source_database, s3_storage, monkeypatch):
-    monkeypatch.setattr("drills.tasks.verify.delay", lambda pk: type("R", (), {"id": "t"})())
+    monkeypatch.setattr("controlpanel.jobs.send", lambda job, queue: type("R", (), {"id": "t"})())
     psql(source_database.dbname, "CREATE TABLE t AS SELECT generate_series(1, 3000) AS i")
     source_database.offsite_storages.add(s3_storage)
     run = create_backup_run(source_database)
-    execute_backup(run)
+    run.execute()
     run.refresh_from_db()
     assert run.status == Status.SUCCEEDED, run.error
     return run

@@ -15,8 +15,7 @@ from backups import pipeline
 from backups.models import Artifact, BackupRun, Storage
 from backups.services import create_backup_run
 from backups.storage import S3Writer, backend_for
-from backups.tasks import execute_backup
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from drills.sandboxes import LocalSandboxes
 from tests.conftest import S3_KEYS, psql
 
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def backup_inline(database) -> BackupRun:
     run = create_backup_run(database)
-    execute_backup(run, inline=True)
+    run.execute(inline=True)
     run.refresh_from_db()
     return run
 
@@ -209,7 +208,7 @@ def test_disk_full_on_local_storage(source_database):
     target = backend_for(source_database.primary_storage)._path(f"app/{run.stamp}/full.dump.zst")
     target.parent.mkdir(parents=True)
     target.with_name("full.dump.zst.partial").symlink_to("/dev/full")
-    execute_backup(run, inline=True)
+    run.execute(inline=True)
     run.refresh_from_db()
     assert run.status == Status.FAILED
     assert "Storage 'local' is full (no space left on device" in run.error
@@ -247,7 +246,7 @@ def test_s3_down_then_back_is_retried_and_the_run_succeeds(source_database, moto
                                      access_key_id="testing-key", secret_access_key="testing-secret")
     source_database.offsite_storages.add(storage)
     state = {"proc": proc}
-    original_send, original_requeue = S3Writer._send_part, tasks.requeue
+    original_send, original_requeue = S3Writer._send_part, BackupRun.requeue
 
     def send_then_die(self, data):
         original_send(self, data)
@@ -255,7 +254,7 @@ def test_s3_down_then_back_is_retried_and_the_run_succeeds(source_database, moto
             state["proc"].kill()
             state["proc"].wait()
 
-    def requeue_then_restart(run):
+    def requeue_then_restart(run):  # BackupRun.requeue, called as the run's method
         state["restarted"] = True  # the outage ends before the retry
         state["proc"] = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", port],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -271,7 +270,7 @@ def test_s3_down_then_back_is_retried_and_the_run_succeeds(source_database, moto
         return original_requeue(run)
 
     monkeypatch.setattr(S3Writer, "_send_part", send_then_die)
-    monkeypatch.setattr(tasks, "requeue", requeue_then_restart)
+    monkeypatch.setattr(BackupRun, "requeue", requeue_then_restart)
     settings.RETRY_BACKOFF = 0
     run = create_backup_run(source_database)
     try:

@@ -11,8 +11,7 @@ import zstandard
 from backups.models import BackupRun
 from backups.services import create_backup_run
 from backups.storage import backend_for
-from backups.tasks import execute_backup
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from tests.conftest import PG, psql
 
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
@@ -63,7 +62,7 @@ def rich_database(source_database):
 
 def backup_inline(database) -> BackupRun:
     run = create_backup_run(database)
-    execute_backup(run, inline=True)
+    run.execute(inline=True)
     run.refresh_from_db()
     return run
 

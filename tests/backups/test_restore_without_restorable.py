@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from backups.services import create_backup_run
-from backups.tasks import execute_backup
 from tests.conftest import PG, S3_KEYS, psql
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +19,7 @@ def test_the_guide_script_restores_from_the_bucket_alone(source_database, s3_sto
                                  "INSERT INTO invoices (amount) SELECT i FROM generate_series(1, 777) i;")
     source_database.offsite_storages.add(s3_storage)
     run = create_backup_run(source_database)
-    execute_backup(run, inline=True)
+    run.execute(inline=True)
     target = make_pg_database("rs_no_panel")
     psql("postgres", f'DROP DATABASE "{target}"')
     env = {**os.environ, "AWS_ACCESS_KEY_ID": S3_KEYS["aws_access_key_id"],

@@ -8,7 +8,7 @@ from django.utils import timezone
 from backups.models import Artifact, BackupRun
 from backups.retention import prune_all
 from backups.storage import backend_for
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 
 Verified = BackupRun.Verified
 
@@ -70,7 +70,7 @@ def test_a_pruned_run_is_never_the_last_good_one(source_database):
     assert source_database.last_good_run() == old_good
     BackupRun.objects.filter(pk=old_good.pk).update(pruned=timezone.now())  # its files are gone
     assert source_database.last_good_run() is None
-    from controlpanel.overview import overview_rows
+    from controlpanel.site.overview import overview_rows
 
     assert overview_rows()[0]["database"].last_good_id is None
     assert newest.verified == Verified.FAILED

@@ -7,7 +7,6 @@ import pytest
 from playwright.sync_api import expect
 
 from backups.services import create_backup_run
-from backups.tasks import execute_backup
 from backups.views import schema_lines
 from tests.browser import at_both_widths, browser, needs_chromium  # noqa: F401
 from tests.conftest import psql
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def backed_up(database):
     run = create_backup_run(database)
-    execute_backup(run, inline=True)
+    run.execute(inline=True)
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     return run

@@ -13,7 +13,8 @@ from playwright.sync_api import expect
 
 from backups.models import Artifact, BackupRun, PitrSetup, Storage
 from backups.storage import backend_for
-from controlpanel.models import AuditEvent, Status
+from controlpanel.jobs import Status
+from controlpanel.models import AuditEvent
 from tests.browser import at_both_widths, browser, needs_chromium  # noqa: F401
 from tests.conftest import S3_KEYS, make_user
 

@@ -13,11 +13,10 @@ from django.utils import timezone
 
 from backups.models import BackupRun
 from backups.services import create_backup_run
-from backups.tasks import execute_backup
-from controlpanel.models import NotificationChannel, Status
-from controlpanel.tasks import check_staleness, heartbeat
+from controlpanel.jobs import Status
+from controlpanel.models import NotificationChannel
 from drills.models import Drill
-from drills.tasks import execute_drill
+from drills.tasks import check_staleness, heartbeat
 from tests.conftest import psql
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -80,7 +79,7 @@ def test_a_failed_backup_alerts_once_with_database_reason_and_link(receiver, sou
     source_database.port = 1
     source_database.save()
     run = create_backup_run(source_database)
-    execute_backup(run, inline=True)
+    run.execute(inline=True)
     sent = alerts(receiver)
     assert len(sent) == 1
     assert "app" in sent[0]["title"] and "unreachable" in sent[0]["message"]
@@ -97,7 +96,7 @@ def verified(receiver, source_database, s3_storage):
     s3_storage.save()
     source_database.offsite_storages.add(s3_storage)
     run = create_backup_run(source_database)
-    execute_backup(run, inline=True)
+    run.execute(inline=True)
     run.refresh_from_db()
     assert run.verified == "passed"
     return run
@@ -115,14 +114,13 @@ def test_the_heartbeat_arrives_after_a_verified_backup_and_stops_when_backups_st
 
 def test_a_corrupt_offsite_copy_alerts_once(verified, receiver, s3_storage, s3_client, caplog):
     from drills.models import Verification
-    from drills.tasks import execute_verification
 
     artifact = verified.artifacts.get(storage=s3_storage, name="full.dump.zst")
     body = bytearray(s3_client.get_object(Bucket=s3_storage.bucket, Key=artifact.key)["Body"].read())
     body[10] ^= 1
     s3_client.put_object(Bucket=s3_storage.bucket, Key=artifact.key, Body=bytes(body))
-    verification = execute_verification(Verification.objects.create(run=verified, kind="periodic",
-                                                                     checksums_only=True))
+    verification = (Verification.objects.create(run=verified, kind="periodic",
+                                                                     checksums_only=True)).execute()
     sent = alerts(receiver)
     assert len(sent) == 1
     assert "offsite" in sent[0]["message"] and artifact.key in sent[0]["message"]
@@ -134,7 +132,7 @@ def test_a_drill_over_budget_alerts_once(verified, receiver):
     database = verified.database
     database.rto_budget_seconds = 0
     database.save()
-    drill = execute_drill(Drill.objects.create(database=database))
+    drill = (Drill.objects.create(database=database)).execute()
     assert drill.status == Status.SUCCEEDED
     sent = alerts(receiver)
     assert len(sent) == 1 and "over the 0 s budget" in sent[0]["message"]

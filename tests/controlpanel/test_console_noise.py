@@ -71,7 +71,7 @@ def test_a_data_dir_that_cannot_be_made_names_the_variable(tmp_path, data_dir):
 
 
 def test_the_daily_digest_runs(db):
-    from controlpanel.tasks import daily_digest
+    from backups.tasks import daily_digest
 
     assert daily_digest() == 0  # no backups: it says so, and needs nothing imported by accident
 

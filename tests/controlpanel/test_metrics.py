@@ -4,7 +4,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from backups.models import BackupRun
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from drills.models import Drill
 
 pytestmark = pytest.mark.django_db

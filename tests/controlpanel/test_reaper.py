@@ -6,8 +6,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from backups.models import BackupRun
-from controlpanel.jobs import heartbeat, run_job
-from controlpanel.models import Status
+from controlpanel.jobs import Status, heartbeat, run_job
 from controlpanel.tasks import reap_dead_jobs
 from drills.models import Drill
 
@@ -75,10 +74,10 @@ def test_a_job_is_claimed_only_once(source_database):
 
 def test_a_queued_run_whose_message_was_lost_is_sent_again_then_failed(source_database, monkeypatch):
     sent = []
-    monkeypatch.setattr("controlpanel.celery.app.send_task", lambda name, args: sent.append((name, args)))
+    monkeypatch.setattr("controlpanel.celery.app.send_task", lambda name, args, queue: sent.append((name, args, queue)))
     lost = BackupRun.objects.create(database=source_database, created=timezone.now() - timedelta(minutes=15))
     reap_dead_jobs()
-    assert sent == [("backups.tasks.backup", [lost.pk])]
+    assert sent == [("backups.tasks.backup", [lost.pk], None)]  # None: the task's own route (dumps)
     lost.refresh_from_db()
     assert lost.status == Status.QUEUED
     BackupRun.objects.filter(pk=lost.pk).update(created=timezone.now() - timedelta(days=1))

@@ -106,7 +106,7 @@ def test_a_new_admin_protects_a_database_end_to_end(browser, live_server, celery
 
 def test_a_viewer_sees_no_restore_button_and_is_denied(browser, live_server, source_database):
     from backups.models import BackupRun
-    from controlpanel.models import Status
+    from controlpanel.jobs import Status
 
     run = BackupRun.objects.create(database=source_database, status=Status.SUCCEEDED, verified="passed")
     make_user("vic", "viewer")

@@ -5,7 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from backups.models import BackupRun, Database
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from drills.models import Drill
 
 pytestmark = pytest.mark.django_db

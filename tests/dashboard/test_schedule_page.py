@@ -77,8 +77,9 @@ def test_the_next_runs_preview_follows_the_typed_expression(client, viewer):
 
 
 def test_a_renamed_database_keeps_one_set_of_schedules(client, source_database, panel_admin):
-    from backups.models import PitrSetup
     from django.utils import timezone
+
+    from backups.models import PitrSetup
 
     PitrSetup.objects.create(database=source_database, stanza="app", repo_path="/tmp/unused", enabled=timezone.now())
     before = set(PeriodicTask.objects.values_list("name", flat=True))
@@ -108,8 +109,9 @@ def test_schema_diff_with_padded_ids_is_not_a_500(client, source_database, viewe
 
 
 def test_the_pitr_drill_follows_an_edited_drill_schedule(client, source_database, panel_admin):
-    from backups.models import PitrSetup
     from django.utils import timezone
+
+    from backups.models import PitrSetup
 
     PitrSetup.objects.create(database=source_database, stanza="app", repo_path="/tmp/unused", enabled=timezone.now())
     client.force_login(panel_admin)

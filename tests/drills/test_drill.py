@@ -13,11 +13,10 @@ from backups.models import Artifact
 from backups.schedules import next_runs
 from backups.services import create_backup_run
 from backups.storage import backend_for
-from backups.tasks import execute_backup
-from controlpanel.models import AuditEvent, Status
+from controlpanel.jobs import Status
+from controlpanel.models import AuditEvent
 from drills.models import Drill, Restore
 from drills.services import create_restore
-from drills.tasks import execute_drill, execute_restore
 from tests.conftest import PG, psql
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,7 +32,7 @@ def verified_run(source_database, s3_storage):
     """)
     source_database.offsite_storages.add(s3_storage)
     run = create_backup_run(source_database)
-    execute_backup(run, inline=True)
+    run.execute(inline=True)
     run.refresh_from_db()
     assert run.verified == "passed", run.error
     return run
@@ -43,7 +42,7 @@ def test_a_drill_passes_on_a_good_backup_and_records_its_rto(verified_run):
     database = verified_run.database
     database.smoke_sql = "SELECT count(*) FROM public.orders -- expect: 2500\nSELECT max(total) FROM public.orders"
     database.save()
-    drill = execute_drill(Drill.objects.create(database=database))
+    drill = (Drill.objects.create(database=database)).execute()
     assert drill.status == Status.SUCCEEDED, drill.error
     assert drill.source_run == verified_run and drill.storage.name == "offsite"
     assert drill.row_counts_match and drill.mismatches == []
@@ -74,7 +73,7 @@ def tamper_with_stored_dump(run, make_pg_database, tmp_path, sql: str) -> None:
 
 def test_a_drill_fails_naming_the_table_whose_stored_data_changed(verified_run, make_pg_database, tmp_path):
     tamper_with_stored_dump(verified_run, make_pg_database, tmp_path, "DELETE FROM orders WHERE id > 2400")
-    drill = execute_drill(Drill.objects.create(database=verified_run.database))
+    drill = (Drill.objects.create(database=verified_run.database)).execute()
     assert drill.status == Status.FAILED
     assert drill.mismatches == [{"table": "public.orders", "expected": 2500, "actual": 2400}]
     assert "public.orders: expected 2500 rows, restored 2400" in drill.error
@@ -92,7 +91,7 @@ def test_a_slow_drill_is_flagged_over_budget(verified_run):
     database = verified_run.database
     database.rto_budget_seconds = 0
     database.save()
-    drill = execute_drill(Drill.objects.create(database=database))
+    drill = (Drill.objects.create(database=database)).execute()
     assert drill.status == Status.SUCCEEDED and drill.within_budget is False
     assert "over the 0 s budget" in drill.details["warnings"][0]
 
@@ -107,7 +106,7 @@ def test_the_first_sunday_schedule_fires_on_the_right_dates_for_a_year():
 
 
 def test_restore_to_a_kept_sandbox_shows_the_password_once(verified_run):
-    job = execute_restore(create_restore(verified_run, target=Restore.Target.SANDBOX, keep_hours=2))
+    job = (create_restore(verified_run, target=Restore.Target.SANDBOX, keep_hours=2)).execute()
     try:
         assert job.status == Status.SUCCEEDED, job.error
         from backups.pgtools import ConnInfo, connect
@@ -132,11 +131,11 @@ def test_restore_to_a_kept_sandbox_shows_the_password_once(verified_run):
 def test_restore_into_an_existing_database_needs_its_name_typed(verified_run, make_pg_database):
     existing = make_pg_database("rs_existing")
     psql(existing, "CREATE TABLE precious (id int); INSERT INTO precious VALUES (1)")
-    job = execute_restore(create_restore(verified_run, target=Restore.Target.NEW_DATABASE, target_dbname=existing))
+    job = (create_restore(verified_run, target=Restore.Target.NEW_DATABASE, target_dbname=existing)).execute()
     assert job.status == Status.FAILED and "only overwritten when its name is typed" in job.error
     assert psql(existing, "SELECT count(*) FROM precious") == "1"
-    job = execute_restore(create_restore(verified_run, target=Restore.Target.NEW_DATABASE, target_dbname=existing,
-                                         confirmation=existing))
+    job = (create_restore(verified_run, target=Restore.Target.NEW_DATABASE, target_dbname=existing,
+                                         confirmation=existing)).execute()
     assert job.status == Status.SUCCEEDED, job.error
     assert psql(existing, "SELECT count(*) FROM orders") == "2500"
 
@@ -144,8 +143,8 @@ def test_restore_into_an_existing_database_needs_its_name_typed(verified_run, ma
 def test_a_table_only_restore_brings_back_that_table_and_nothing_else(verified_run, make_pg_database):
     target = make_pg_database("rs_tables")
     psql("postgres", f'DROP DATABASE "{target}"')  # the restore creates it
-    job = execute_restore(create_restore(verified_run, target=Restore.Target.NEW_DATABASE, target_dbname=target,
-                                         tables=["public.orders"]))
+    job = (create_restore(verified_run, target=Restore.Target.NEW_DATABASE, target_dbname=target,
+                                         tables=["public.orders"])).execute()
     assert job.status == Status.SUCCEEDED, job.error
     assert psql(target, "SELECT count(*) FROM orders") == "2500"
     tables = psql(target, "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'")
@@ -188,7 +187,6 @@ def test_the_restore_form_refuses_an_existing_name_without_confirmation(client, 
 def test_a_failed_restore_into_a_new_database_leaves_no_half_restored_database(verified_run, make_pg_database,
                                                                                monkeypatch):
     from drills.pgrestore import RestoreFailed
-    from drills.tasks import execute_restore
 
     target = make_pg_database("rs_half")
     psql("postgres", f'DROP DATABASE "{target}"')
@@ -201,7 +199,7 @@ def test_a_failed_restore_into_a_new_database_leaves_no_half_restored_database(v
     restore = Restore.objects.create(database=verified_run.database, source_run=verified_run,
                                      target=Restore.Target.NEW_DATABASE, target_database=verified_run.database,
                                      target_dbname=target)
-    restore = execute_restore(restore)
+    restore = restore.execute()
     assert restore.status == Status.FAILED
     assert "out of disk space" in restore.error and "the half-restored database was dropped" in restore.error
     assert psql("postgres", f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"

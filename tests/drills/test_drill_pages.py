@@ -10,7 +10,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from backups.models import BackupRun
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from drills.models import Drill
 from tests.browser import at_both_widths, browser, log_in, needs_chromium, shot  # noqa: F401
 from tests.conftest import psql

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from backups.models import BackupRun
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from drills.health import AMBER, GREEN, RED, database_health
 from drills.models import Drill
 
@@ -53,7 +53,7 @@ def test_a_drill_over_its_rto_budget_is_red(source_database):
 
 
 def test_a_cancelled_drill_does_not_hide_a_failed_one(source_database):
-    from controlpanel.overview import overview_rows
+    from controlpanel.site.overview import overview_rows
 
     Drill.objects.create(database=source_database, status=Status.FAILED, error="row counts differ")
     Drill.objects.create(database=source_database, status=Status.CANCELLED, error="Cancelled before it finished.")

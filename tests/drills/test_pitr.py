@@ -9,13 +9,12 @@ from django.utils import timezone
 
 from backups.models import BaseBackup, PitrSetup
 from backups.pgbackrest import PgBackRest, PitrError
-from backups.tasks import check_wal, execute_base_backup
 from backups.pitr import enable, setup_for, wal_health
-from controlpanel.models import Status
+from backups.tasks import check_wal
+from controlpanel.jobs import Status
 from drills.models import Restore
 from drills.pitr import remove_sandbox, restore_to_sandbox
 from drills.sandboxes import LocalSandboxes
-
 from tests.drills.conftest import sql
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,7 +32,7 @@ def test_enable_reports_plainly_when_archiving_is_not_set_up(source_database):
 
 def test_restore_to_a_point_in_time_brings_back_exactly_the_rows_before_it(archiving_cluster):
     database, cluster, setup = archiving_cluster
-    job = execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    job = (BaseBackup.objects.create(database=database, kind="full")).execute()
     assert job.status == Status.SUCCEEDED, job.error
     assert job.label and job.wal_start and job.backup_stop
     sql(cluster, "CREATE TABLE events (id serial, at timestamptz DEFAULT clock_timestamp())")
@@ -62,7 +61,7 @@ def test_unreachable_targets_fail_loudly(archiving_cluster):
     before_any_backup = timezone.now() - timedelta(hours=1)
     with pytest.raises(PitrError, match="no base backup yet"):
         restore_to_sandbox(setup, before_any_backup, 600, keep=False)
-    execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    (BaseBackup.objects.create(database=database, kind="full")).execute()
     with pytest.raises(PitrError, match="before the earliest point a restore can reach"):
         restore_to_sandbox(setup, before_any_backup, 600, keep=False)
     with pytest.raises(PitrError, match="in the future"):
@@ -157,7 +156,7 @@ def test_base_backups_also_land_in_the_offsite_s3_repository(archiving_cluster, 
     setup = setup_for(database, repo_path=setup.repo_path, offsite=s3_storage, verify_tls=False)
     report = enable(setup)
     assert report.ok, [s.__dict__ for s in report.steps]
-    job = execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    job = (BaseBackup.objects.create(database=database, kind="full")).execute()
     assert job.status == Status.SUCCEEDED, job.error
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
     assert any("/pgbackrest/backup/app/" in k for k in keys) and any("/pgbackrest/archive/app/" in k for k in keys)
@@ -197,13 +196,12 @@ def test_the_heartbeat_table_makes_the_pitr_drill_rpo_exact(archiving_cluster):
 
     from backups.tasks import write_pitr_heartbeat
     from drills.models import Drill
-    from drills.tasks import execute_drill
 
     database, cluster, setup = archiving_cluster
     setup.heartbeat_seconds = 10
     setup.save()
     assert PeriodicTask.objects.get(name="app: pitr heartbeat").interval.every == 10
-    execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    (BaseBackup.objects.create(database=database, kind="full")).execute()
     time.sleep(2)
     write_pitr_heartbeat(database.pk)
     beat_at = sql(cluster, "SELECT at FROM restorable_heartbeat")
@@ -211,7 +209,7 @@ def test_the_heartbeat_table_makes_the_pitr_drill_rpo_exact(archiving_cluster):
     target = sql(cluster, "SELECT clock_timestamp()")
     write_pitr_heartbeat(database.pk)  # the commit after the target
     PgBackRest(setup).check()
-    drill = execute_drill(Drill.objects.create(database=database, pitr_target=target, details={"pitr": True}))
+    drill = (Drill.objects.create(database=database, pitr_target=target, details={"pitr": True})).execute()
     assert drill.status == Status.SUCCEEDED, drill.error
     assert drill.details["rpo_from"] == "heartbeat table"
     assert drill.rpo_seconds == pytest.approx((target - beat_at).total_seconds(), abs=0.01)
@@ -267,7 +265,7 @@ def test_weekly_pgbackrest_verify_records_its_result(archiving_cluster):
     from backups.tasks import pgbackrest_verify
 
     database, cluster, setup = archiving_cluster
-    execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    (BaseBackup.objects.create(database=database, kind="full")).execute()
     pgbackrest_verify(database.pk)
     result = PitrSetup.objects.get(pk=setup.pk).info["verify"]
     assert result["ok"] is True and result["at"]
@@ -282,7 +280,7 @@ def test_a_failed_restore_into_a_data_directory_leaves_it_empty(archiving_cluste
     from drills.pitr import restore_to_directory
 
     database, cluster, setup = archiving_cluster
-    execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    (BaseBackup.objects.create(database=database, kind="full")).execute()
     PgBackRest(setup).check()
 
     def recovery_fails(sandbox, target):

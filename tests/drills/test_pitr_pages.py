@@ -13,13 +13,13 @@ from django.utils import timezone
 
 from backups.models import BaseBackup, PitrSetup
 from backups.pgbackrest import PgBackRest
-from backups.tasks import check_wal, execute_base_backup
 from backups.pitr import recovery_window
-from controlpanel.models import AuditEvent, Status
+from backups.tasks import check_wal
+from controlpanel.jobs import Status
+from controlpanel.models import AuditEvent
 from drills.models import Drill, Restore
 from drills.pitr import remove_sandbox
 from drills.sandboxes import Sandbox
-from drills.tasks import execute_restore
 from tests.conftest import make_user
 from tests.drills.conftest import sql
 
@@ -32,16 +32,15 @@ class Sent:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, *args, **kwargs):
-        self.calls.append((args, kwargs))
+    def __call__(self, job, queue):
+        self.calls.append((job.task_name, job.pk, queue))
         return type("AsyncResult", (), {"id": f"task-{len(self.calls)}"})()
 
 
 @pytest.fixture
 def sent(monkeypatch):
     sent = Sent()
-    for task in ("backups.tasks.base_backup.apply_async", "drills.tasks.restore.delay", "drills.tasks.drill.delay"):
-        monkeypatch.setattr(task, sent)
+    monkeypatch.setattr("controlpanel.jobs.send", sent)
     return sent
 
 
@@ -52,7 +51,7 @@ def test_the_card_shows_archiving_the_window_and_base_backups(client, archiving_
     assert "Point-in-time recovery" in page and "no base backup yet" in page
     assert "Restore to a point in time" not in page and "Base backup now" not in page  # a viewer's page
 
-    job = execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    job = (BaseBackup.objects.create(database=database, kind="full")).execute()
     assert job.status == Status.SUCCEEDED, job.error
     sql(cluster, "CREATE TABLE t AS SELECT 1")
     PgBackRest(setup).check()
@@ -82,7 +81,7 @@ def test_base_backup_and_pitr_drill_buttons_queue_audited_jobs(client, archiving
     job = BaseBackup.objects.get()
     assert job.kind == "diff" and job.status == Status.QUEUED and job.celery_task_id == "task-1"
     # pgBackRest runs on the database host: its agent's queue (this one has none set: the default agent).
-    assert sent.calls[0] == ((), {"args": [job.pk], "queue": settings.AGENT_QUEUE})
+    assert sent.calls[0] == ("backups.tasks.base_backup", job.pk, settings.AGENT_QUEUE)
     assert "base backup #%d of app queued" % job.pk in response.content.decode()
     assert AuditEvent.objects.filter(action="base_backup.start", user=operator).exists()
 
@@ -99,7 +98,7 @@ def test_an_admin_restores_to_a_moment_typed_in_the_database_time_zone(client, a
     database, cluster, setup = archiving_cluster
     database.timezone = "America/New_York"
     database.save()
-    execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    (BaseBackup.objects.create(database=database, kind="full")).execute()
     sql(cluster, "CREATE TABLE events (id serial, at timestamptz DEFAULT clock_timestamp())")
     sql(cluster, "INSERT INTO events SELECT FROM generate_series(1, 40)")
     time.sleep(1.2)
@@ -121,10 +120,10 @@ def test_an_admin_restores_to_a_moment_typed_in_the_database_time_zone(client, a
     assert response.status_code == 302 and response["Location"] == f"/restores/{restore.pk}/"
     assert restore.pitr and restore.pitr_target == target.replace(microsecond=0)
     assert restore.requested_by == panel_admin and restore.keep_hours == 1
-    assert sent.calls == [((restore.pk,), {})]
+    assert sent.calls == [("drills.tasks.restore", restore.pk, None)]  # None: the drills route
     assert AuditEvent.objects.get(action="restore.start").user == panel_admin
 
-    restore = execute_restore(restore)  # what the drills worker does with the message
+    restore = restore.execute()  # what the drills worker does with the message
     assert restore.status == Status.SUCCEEDED, restore.error
     sandbox = Sandbox(major=15, directory=Path(restore.details["sandbox"]), port=restore.connection["port"])
     try:
@@ -142,7 +141,7 @@ def test_the_restore_form_refuses_moments_outside_the_window_and_a_wrong_name(cl
     response = client.post("/databases/app/pitr/restore/", {"latest": "on", "keep_hours": 1, "confirm_source": "app"})
     assert "holds no base backup yet" in response.content.decode()
 
-    execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    (BaseBackup.objects.create(database=database, kind="full")).execute()
     earliest = recovery_window(PitrSetup.objects.get(pk=setup.pk)).earliest
     assert earliest is not None
     # A window that ended five minutes ago, as the cached state would show after archiving stalled.

@@ -8,8 +8,8 @@ from django.core.management import call_command
 
 from backups.models import BackupRun
 from backups.services import create_backup_run
-from backups.tasks import execute_backup
-from controlpanel.models import AuditEvent, Status
+from controlpanel.jobs import Status
+from controlpanel.models import AuditEvent
 from drills.models import Restore
 from tests.conftest import admin_conn, psql
 
@@ -38,7 +38,7 @@ def test_a_queued_restore_to_a_dsn_names_its_server_and_database(source_database
 def test_an_inline_restore_to_a_dsn_lands_there_and_says_so(source_database, monkeypatch, capsys):
     psql(source_database.dbname, "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1), (2)")
     run = create_backup_run(source_database)
-    execute_backup(run, inline=True)
+    run.execute(inline=True)
     run.refresh_from_db()
     assert run.status == Status.SUCCEEDED, run.error
     source_database.host = "localhost"  # the source's own host must not be what the entry names

@@ -9,9 +9,16 @@ import time
 
 import pytest
 
+from drills.sandboxes import (
+    LocalSandboxes,
+    RunningSandbox,
+    Sandbox,
+    SandboxBackend,
+    new_label,
+    process_started,
+    reapable,
+)
 from drills.sandboxes.docker import DockerSandbox, DockerSandboxes, container_labels, container_reapable
-from drills.sandboxes import (LocalSandboxes, RunningSandbox, Sandbox, SandboxBackend, new_label, process_started,
-                            reapable)
 
 
 def parameters(function):

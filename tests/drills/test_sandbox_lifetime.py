@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 
 from backups.models import BaseBackup
-from backups.pgtools import connect
 from backups.pgbackrest import PgBackRest
-from backups.tasks import execute_base_backup
-from controlpanel.models import Status
+from backups.pgtools import connect
+from controlpanel.jobs import Status
 from drills.models import Drill, Restore
 from drills.sandboxes import LABEL, LocalSandboxes, Sandbox, reap_sandboxes
 from tests.drills.conftest import sql
@@ -98,7 +97,7 @@ def test_a_pitr_drill_keeps_its_cluster_past_an_hour_and_past_the_time_limit(arc
     import drills.drill
 
     database, cluster, setup = archiving_cluster
-    execute_base_backup(BaseBackup.objects.create(database=database, kind="full"))
+    (BaseBackup.objects.create(database=database, kind="full")).execute()
     time.sleep(2)  # the target must come after the backup ended
     target = sql(cluster, "SELECT clock_timestamp()")
     sql(cluster, "CREATE TABLE after_target AS SELECT 1 AS id")  # a commit after the target
@@ -112,9 +111,8 @@ def test_a_pitr_drill_keeps_its_cluster_past_an_hour_and_past_the_time_limit(arc
         return heartbeat(target_conninfo)
 
     monkeypatch.setattr(drills.drill, "restored_heartbeat", reap_then_read)
-    from drills.tasks import execute_drill
 
-    drill = execute_drill(Drill.objects.create(database=database, pitr_target=target, details={"pitr": True}))
+    drill = (Drill.objects.create(database=database, pitr_target=target, details={"pitr": True})).execute()
     assert drill.status == Status.SUCCEEDED, drill.error
     assert reaped == [0]
 

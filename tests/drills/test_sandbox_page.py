@@ -8,7 +8,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from drills.models import Restore
 from drills.sandboxes import LABEL, LocalSandboxes, reap_sandboxes
 from tests.browser import at_both_widths, browser, needs_chromium  # noqa: F401

@@ -9,10 +9,8 @@ from django.core.management import call_command
 from backups.models import Artifact, BackupRun
 from backups.services import create_backup_run
 from backups.storage import backend_for
-from backups.tasks import execute_backup
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from drills.models import Verification
-from drills.tasks import execute_verification
 from tests.conftest import psql
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,7 +22,7 @@ def backed_up(source_database, s3_storage):
                                  "INSERT INTO orders (note) SELECT 'order ' || i FROM generate_series(1, 3000) i;")
     source_database.offsite_storages.add(s3_storage)
     run = create_backup_run(source_database)
-    execute_backup(run, inline=True)
+    run.execute(inline=True)
     run.refresh_from_db()
     assert run.status == Status.SUCCEEDED, run.error
     return run
@@ -32,7 +30,7 @@ def backed_up(source_database, s3_storage):
 
 def verify(run, **kwargs) -> Verification:
     verification = Verification.objects.create(run=run, **kwargs)
-    return execute_verification(verification)
+    return verification.execute()
 
 
 def failed_checks(verification):

@@ -10,11 +10,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from backups.models import BackupRun, Database
 from backups.services import create_backup_run
-from controlpanel.models import Status
-from django.utils import timezone
+from controlpanel.jobs import Status
 from drills.sandboxes import free_port
 from tests.conftest import PG, psql
 

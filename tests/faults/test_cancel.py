@@ -14,7 +14,8 @@ from django.utils import timezone
 from backups.models import BackupRun
 from backups.services import create_backup_run
 from backups.tasks import execute_backup
-from controlpanel.models import AuditEvent, Status
+from controlpanel.jobs import Status
+from controlpanel.models import AuditEvent
 from drills.models import Restore
 from tests.conftest import PG, psql
 
@@ -79,7 +80,7 @@ def test_a_queued_backup_is_cancelled_at_once_and_never_runs(client, operator, s
     client.force_login(operator)
     response = client.post(f"/runs/{run.pk}/cancel/", follow=True)
     assert "cancelled before it started" in response.content.decode()
-    execute_backup(run)  # the message reaches a worker anyway
+    run.execute()  # the message reaches a worker anyway
     run.refresh_from_db()
     assert run.status == Status.CANCELLED and run.started is None and not run.stamp
     assert alerts == []
@@ -119,26 +120,25 @@ def test_the_cancel_command(source_database, capsys):
 def test_a_cancel_stops_every_process_a_tool_started():
     import subprocess
 
-    from controlpanel import jobs
+    from controlpanel import cancel
 
-    token = jobs.CancelToken()
-    jobs._current = token
+    token = cancel.CancelToken()
+    cancel._current = token
     try:
         threading.Timer(1.0, token.cancel).start()
         started = time.monotonic()
-        with pytest.raises(jobs.JobCancelled):
+        with pytest.raises(cancel.JobCancelled):
             # runuser and a shell with a child of its own, as pgBackRest runs under runuser
-            jobs.run_tool(["runuser", "-u", "nobody", "--", "sh", "-c", "sleep 317.5 & sleep 317.6; wait"])
+            cancel.run_tool(["runuser", "-u", "nobody", "--", "sh", "-c", "sleep 317.5 & sleep 317.6; wait"])
         assert time.monotonic() - started < 8
     finally:
-        jobs._current = None
+        cancel._current = None
     time.sleep(0.5)
     left = subprocess.run(["pgrep", "-f", "sleep 317.[56]"], capture_output=True, text=True).stdout.split()
     assert left == [], "processes of the cancelled tool are still running"
 
 
 def test_a_cancel_asked_just_before_a_failure_still_ends_cancelled_and_is_not_retried(source_database, alerts):
-    from backups.tasks import requeue
     from controlpanel.jobs import run_job
 
     run = create_backup_run(source_database)
@@ -155,13 +155,12 @@ def test_a_cancel_asked_just_before_a_failure_still_ends_cancelled_and_is_not_re
     BackupRun.objects.filter(pk=other.pk).update(status=Status.FAILED, cancel_requested=timezone.now(),
                                                  details={"transient": True})
     other.refresh_from_db()
-    assert requeue(other) is False and other.status == Status.FAILED
+    assert other.requeue() is False and other.status == Status.FAILED
 
 
 def test_a_restore_cancelled_while_queued_sends_no_started_alert(source_database, alerts):
-    from drills.tasks import execute_restore
 
     restore = Restore.objects.create(database=source_database, target=Restore.Target.SANDBOX)
     restore.request_cancel()
-    execute_restore(restore)
+    restore.execute()
     assert alerts == [] and restore.status == Status.CANCELLED

@@ -9,7 +9,7 @@ from django.db import connection
 from backups.models import BackupRun, Database
 from backups.services import create_backup_run
 from backups.tasks import backup
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from tests.conftest import PG, psql
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_twenty_simultaneous_back_up_now_clicks_make_one_run(source_database, operator, monkeypatch):
     from django.test import Client
 
-    monkeypatch.setattr("backups.tasks.backup.delay", lambda pk: type("R", (), {"id": "t"})())
+    monkeypatch.setattr("controlpanel.jobs.send", lambda job, queue: type("R", (), {"id": "t"})())
     barrier = threading.Barrier(20)
     statuses = []
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from backups.models import BackupRun
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from controlpanel.tasks import reap_dead_jobs
 from tests.conftest import psql
 
@@ -85,14 +85,13 @@ def test_sigkill_mid_upload_fails_the_run_and_leaves_nothing(worker_env, source_
 
 def test_sigkill_during_a_drill_fails_it_and_its_sandbox_is_reaped(worker_env, source_database, tmp_path, settings):
     from backups.services import create_backup_run
-    from backups.tasks import execute_backup
     from drills.models import Drill
     from drills.sandboxes import reap_sandboxes, sandbox_root
     from drills.tasks import drill
 
     psql(source_database.dbname, "CREATE TABLE big AS SELECT i, md5(i::text) AS t FROM generate_series(1, 3000000) i")
     run = create_backup_run(source_database)
-    execute_backup(run, inline=True)
+    run.execute(inline=True)
     run.refresh_from_db()
     assert run.verified == "passed"
     log = open(tmp_path / "worker.log", "wb")

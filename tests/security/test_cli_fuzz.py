@@ -11,10 +11,22 @@ from hypothesis import assume, event, given, reject, settings
 from hypothesis import strategies as st
 
 from backups.models import BackupRun, Database, Storage
-from controlpanel.models import NotificationChannel, Status
+from controlpanel.jobs import Status
+from controlpanel.models import NotificationChannel
 from tests.security.hostile import (
-    FUZZ, bucket_like, control_chars, corrupted, cron_like, dsn_like, hostile, numbers_as_text, rolled_back,
-    shell_and_sql, timezone_like, traversal, undecodable,
+    FUZZ,
+    bucket_like,
+    control_chars,
+    corrupted,
+    cron_like,
+    dsn_like,
+    hostile,
+    numbers_as_text,
+    rolled_back,
+    shell_and_sql,
+    timezone_like,
+    traversal,
+    undecodable,
 )
 
 pytestmark = pytest.mark.django_db

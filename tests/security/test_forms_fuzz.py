@@ -11,12 +11,21 @@ from hypothesis import strategies as st
 from backups.forms import DatabaseForm, StorageForm, validate_cron, validate_timezone
 from backups.models import BackupRun, Database, Storage
 from backups.schedules import next_runs
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from drills.forms import RestoreForm
 from drills.models import Restore
 from drills.services import create_restore
 from tests.security.hostile import (
-    FUZZ, bucket_like, cron_like, dsn_like, hostile, mutations, numbers_as_text, rolled_back, timezone_like, traversal,
+    FUZZ,
+    bucket_like,
+    cron_like,
+    dsn_like,
+    hostile,
+    mutations,
+    numbers_as_text,
+    rolled_back,
+    timezone_like,
+    traversal,
 )
 
 pytestmark = pytest.mark.django_db

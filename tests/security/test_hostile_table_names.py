@@ -8,10 +8,8 @@ import pytest
 from psycopg import sql
 
 from backups.services import create_backup_run
-from backups.tasks import execute_backup
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from drills.models import Drill
-from drills.tasks import execute_drill
 from tests.conftest import PG, psql
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,7 +58,7 @@ def test_hostile_table_names_are_backed_up_counted_and_drilled_without_injection
     create_tables(source_database.dbname)
 
     run = create_backup_run(source_database)
-    execute_backup(run, inline=True)
+    run.execute(inline=True)
     run.refresh_from_db()
     assert run.status == Status.SUCCEEDED, run.error
     assert run.verified == "passed", run.error
@@ -69,7 +67,7 @@ def test_hostile_table_names_are_backed_up_counted_and_drilled_without_injection
     assert counted == expected
     assert all(run.row_counts[t]["exact"] for t in expected)
 
-    drill = execute_drill(Drill.objects.create(database=source_database))
+    drill = (Drill.objects.create(database=source_database)).execute()
     assert drill.status == Status.SUCCEEDED, drill.error
     assert drill.row_counts_match and drill.mismatches == []
 

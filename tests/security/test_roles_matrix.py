@@ -3,7 +3,8 @@
 import pytest
 
 from backups.models import BackupRun
-from controlpanel.models import AuditEvent, Status
+from controlpanel.jobs import Status
+from controlpanel.models import AuditEvent
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -30,10 +31,7 @@ ACTIONS = {
 @pytest.mark.parametrize("role", ["viewer", "operator", "admin"])
 @pytest.mark.parametrize("action", list(ACTIONS))
 def test_role_action_matrix(client, source_database, monkeypatch, role, action):
-    monkeypatch.setattr("backups.tasks.backup.delay", lambda pk: type("R", (), {"id": "t"})())
-    monkeypatch.setattr("drills.tasks.verify.delay", lambda pk: type("R", (), {"id": "t"})())
-    monkeypatch.setattr("drills.tasks.drill.delay", lambda pk: type("R", (), {"id": "t"})())
-    monkeypatch.setattr("drills.tasks.restore.delay", lambda pk: type("R", (), {"id": "t"})())
+    monkeypatch.setattr("controlpanel.jobs.send", lambda job, queue: type("R", (), {"id": "t"})())
     run = BackupRun.objects.create(database=source_database, status=Status.SUCCEEDED, verified="passed")
     client.force_login(make_user(f"u-{role}", role))
     method, url, allowed = ACTIONS[action]
@@ -46,7 +44,7 @@ def test_role_action_matrix(client, source_database, monkeypatch, role, action):
 
 
 def test_restores_are_audited_with_who(client, source_database, monkeypatch, panel_admin):
-    monkeypatch.setattr("drills.tasks.restore.delay", lambda pk: type("R", (), {"id": "t"})())
+    monkeypatch.setattr("controlpanel.jobs.send", lambda job, queue: type("R", (), {"id": "t"})())
     run = BackupRun.objects.create(database=source_database, status=Status.SUCCEEDED, verified="passed")
     client.force_login(panel_admin)
     client.post(f"/runs/{run.pk}/restore/", {"target": "sandbox", "keep_hours": 2, "confirm_source": "app"})

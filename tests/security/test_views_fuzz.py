@@ -10,7 +10,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from backups.models import BackupRun, Database
-from controlpanel.models import Status
+from controlpanel.jobs import Status
 from tests.security.hostile import FUZZ, hostile, mutations, numbers_as_text, rolled_back
 from tests.security.test_forms_fuzz import STORAGE_BAD, VALID_LOCAL, VALID_S3, database_data
 

@@ -3,11 +3,11 @@
 
 import psycopg.conninfo
 from django.core.management.base import BaseCommand, CommandError
-from controlpanel.cli import TextArgsMixin, env_text
 
 from backups.forms import DatabaseForm
 from backups.management.commands.add_storage import form_errors
 from backups.models import Database, Storage
+from controlpanel.cli import TextArgsMixin, env_text
 
 
 class Command(TextArgsMixin, BaseCommand):

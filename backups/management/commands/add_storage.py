@@ -1,12 +1,12 @@
 """Add or update a storage; S3 keys come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
 
 from django.core.management.base import BaseCommand, CommandError
-from controlpanel.cli import TextArgsMixin
 
 from backups.forms import StorageForm
 from backups.models import Storage
 from backups.services import save_storage
 from backups.storage import StorageError
+from controlpanel.cli import TextArgsMixin
 from controlpanel.env import env_secret
 
 

@@ -1,15 +1,11 @@
 """Back up a database now: queued (default), followed (--wait) or in this process (--inline)."""
 
-import json
+from django.core.management.base import CommandError
 
-from django.core.management.base import BaseCommand, CommandError
-from controlpanel.cli import TextArgsMixin
-from django.db import transaction
-
-from controlpanel.cli import follow, iso
 from backups.models import BackupRun, Database
 from backups.services import AlreadyRunning, create_backup_run, start_backup
-from controlpanel.models import Status, Trigger
+from controlpanel.cli import JobCommand, iso
+from controlpanel.jobs import Trigger
 
 
 def run_as_dict(run: BackupRun) -> dict:
@@ -36,53 +32,35 @@ def run_as_dict(run: BackupRun) -> dict:
     }
 
 
-class Command(TextArgsMixin, BaseCommand):
+def database_named(name: str) -> Database:
+    database = Database.objects.filter(name=name).first()
+    if database is None:
+        raise CommandError(f"No database named {name!r}.")
+    return database
+
+
+class Command(JobCommand):
     help = "Back up a database now. Exit status 0 only when the backup succeeded."
+    refusals = (AlreadyRunning,)
 
     def add_arguments(self, parser):
         parser.add_argument("name")
-        mode = parser.add_mutually_exclusive_group()
-        mode.add_argument("--inline", action="store_true", help="run in this process, no worker needed")
-        mode.add_argument("--wait", action="store_true", help="queue it and follow it to the end")
-        parser.add_argument("--json", action="store_true", help="print the run as JSON")
+        super().add_arguments(parser)
 
-    def handle(self, *args, name, inline, wait, json: bool, **options):
-        database = Database.objects.filter(name=name).first()
-        if database is None:
-            raise CommandError(f"No database named {name!r}.")
-        try:
-            if inline:
-                run = self.run_inline(database)
-            else:
-                with transaction.atomic():
-                    run = start_backup(database, trigger=Trigger.API)
-                if wait:
-                    run = follow(run)
-        except AlreadyRunning as exc:
-            raise CommandError(str(exc)) from None
-        self.report(run, json, queued=not (inline or wait))
+    def create(self, name, **options):
+        return create_backup_run(database_named(name), Trigger.API)
 
-    def run_inline(self, database) -> BackupRun:
-        from backups.tasks import execute_backup
+    def start(self, name, **options):
+        return start_backup(database_named(name), trigger=Trigger.API)
 
-        run = create_backup_run(database, Trigger.API)
-        execute_backup(run, inline=True)
-        run.refresh_from_db()
-        return run
+    def as_dict(self, run):
+        return run_as_dict(run)
 
-    def report(self, run: BackupRun, as_json: bool, queued: bool) -> None:
-        if as_json:
-            self.stdout.write(_json_dumps(run_as_dict(run)))
-        elif queued:
-            self.stdout.write(f"Backup run #{run.pk} of {run.database} queued.")
-        else:
-            size = f", {run.size_bytes} bytes" if run.size_bytes else ""
-            self.stdout.write(f"Backup run #{run.pk} of {run.database}: {run.status}{size}")
-            if run.error:
-                self.stderr.write(run.error)
-        if not queued and run.status != Status.SUCCEEDED:
-            raise SystemExit(1)
+    def queued(self, run):
+        return f"Backup run #{run.pk} of {run.database} queued."
 
-
-def _json_dumps(data) -> str:
-    return json.dumps(data, indent=2, default=str)
+    def describe(self, run):
+        size = f", {run.size_bytes} bytes" if run.size_bytes else ""
+        self.stdout.write(f"Backup run #{run.pk} of {run.database}: {run.status}{size}")
+        if run.error:
+            self.stderr.write(run.error)

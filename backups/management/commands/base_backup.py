@@ -1,48 +1,36 @@
 """Take a pgBackRest base backup now."""
 
-import json
-
-from django.core.management.base import BaseCommand, CommandError
-from controlpanel.cli import TextArgsMixin
-from django.db import transaction
-
-from controlpanel.cli import follow, iso
-from backups.models import BaseBackup, Database
-from controlpanel.models import Status, Trigger
+from backups.management.commands.backup import database_named
+from backups.models import BaseBackup
+from backups.services import start_base_backup
+from controlpanel.cli import JobCommand, iso
+from controlpanel.jobs import Trigger
 
 
-class Command(TextArgsMixin, BaseCommand):
+class Command(JobCommand):
     help = "Take a base backup (full or differential) of a PITR-enabled database."
 
     def add_arguments(self, parser):
         parser.add_argument("name")
         parser.add_argument("--type", choices=["full", "diff", "incr"], default="full")
-        mode = parser.add_mutually_exclusive_group()
-        mode.add_argument("--inline", action="store_true")
-        mode.add_argument("--wait", action="store_true")
-        parser.add_argument("--json", action="store_true")
+        super().add_arguments(parser)
 
-    def handle(self, *args, name, type, inline, wait, json: bool, **options):
-        from backups.services import start_base_backup
-        from backups.tasks import execute_base_backup
+    def create(self, name, type, **options):
+        return BaseBackup.objects.create(database=database_named(name), kind=type, trigger=Trigger.API)
 
-        database = Database.objects.filter(name=name).first()
-        if database is None:
-            raise CommandError(f"No database named {name!r}.")
-        if inline:
-            job = execute_base_backup(BaseBackup.objects.create(database=database, kind=type, trigger=Trigger.API))
-        else:
-            with transaction.atomic():
-                job = start_base_backup(database, kind=type, trigger=Trigger.API)
-            if wait:
-                job = follow(job)
-        data = {"id": job.pk, "status": job.status, "error": job.error, "type": job.kind, "label": job.label,
+    def start(self, name, type, **options):
+        return start_base_backup(database_named(name), kind=type, trigger=Trigger.API)
+
+    def as_dict(self, job):
+        return {"id": job.pk, "status": job.status, "error": job.error, "type": job.kind, "label": job.label,
                 "size_bytes": job.size_bytes, "repo_size_bytes": job.repo_size_bytes, "wal_start": job.wal_start,
                 "wal_stop": job.wal_stop, "started": iso(job.started), "finished": iso(job.finished)}
-        self.stdout.write(_dumps(data) if json else f"Base backup #{job.pk}: {job.status} {job.label} {job.error}")
-        if (inline or wait) and job.status != Status.SUCCEEDED:
-            raise SystemExit(1)
 
+    def queued(self, job):
+        return self.line(job)
 
-def _dumps(data) -> str:
-    return json.dumps(data, indent=2, default=str)
+    def describe(self, job):
+        self.stdout.write(self.line(job))
+
+    def line(self, job) -> str:
+        return f"Base backup #{job.pk}: {job.status} {job.label} {job.error}"

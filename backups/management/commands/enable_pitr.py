@@ -3,10 +3,10 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
-from controlpanel.cli import TextArgsMixin
 
 from backups.models import Database, Storage
 from backups.pitr import enable, setup_for
+from controlpanel.cli import TextArgsMixin
 
 
 class Command(TextArgsMixin, BaseCommand):

@@ -3,10 +3,9 @@
 import json
 
 from django.core.management.base import BaseCommand
-from controlpanel.cli import TextArgsMixin
 
-from controlpanel.cli import iso
 from backups.models import Database
+from controlpanel.cli import TextArgsMixin, iso
 
 
 class Command(TextArgsMixin, BaseCommand):

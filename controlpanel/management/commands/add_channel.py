@@ -2,8 +2,8 @@
 
 
 from django.core.management.base import BaseCommand, CommandError
-from controlpanel.cli import TextArgsMixin
 
+from controlpanel.cli import TextArgsMixin
 from controlpanel.models import NotificationChannel
 
 
@@ -17,10 +17,10 @@ class Command(TextArgsMixin, BaseCommand):
 
     def handle(self, *args, name, url_env, events, **options):
         import apprise
+        from django.core.exceptions import ValidationError
 
         from controlpanel.cli import env_text
         from controlpanel.validators import name_validator
-        from django.core.exceptions import ValidationError
 
         try:
             name_validator(name)

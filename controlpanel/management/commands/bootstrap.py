@@ -5,8 +5,8 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
-from controlpanel.cli import TextArgsMixin
 
+from controlpanel.cli import TextArgsMixin
 from controlpanel.env import env_secret, env_str
 from controlpanel.roles import ADMIN
 

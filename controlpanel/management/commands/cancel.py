@@ -4,7 +4,6 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
 from controlpanel.cli import TextArgsMixin
-from controlpanel.jobs import cancel_job
 
 KINDS = {"backup": "backups.BackupRun", "verification": "drills.Verification", "drill": "drills.Drill",
          "restore": "drills.Restore", "base_backup": "backups.BaseBackup"}
@@ -22,4 +21,4 @@ class Command(TextArgsMixin, BaseCommand):
         job = apps.get_model(KINDS[kind]).objects.filter(pk=id).first()
         if job is None:
             raise CommandError(f"No {kind.replace('_', ' ')} #{id}.")
-        self.stdout.write(cancel_job(job, via=" (CLI)")[1])
+        self.stdout.write(job.cancel(via=" (CLI)")[1])

@@ -2,9 +2,9 @@
 
 from django.apps import apps
 from django.core.management.base import BaseCommand
-from controlpanel.cli import TextArgsMixin
 from django.db import transaction
 
+from controlpanel.cli import TextArgsMixin
 from controlpanel.crypto import EncryptedTextField
 
 

@@ -1,8 +1,8 @@
 """Send a test alert through one channel."""
 
 from django.core.management.base import BaseCommand, CommandError
-from controlpanel.cli import TextArgsMixin
 
+from controlpanel.cli import TextArgsMixin
 from controlpanel.models import NotificationChannel
 from controlpanel.notify import send_test
 

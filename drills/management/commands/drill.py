@@ -1,15 +1,13 @@
 """Run a restore drill now: queued (default), followed (--wait) or in this process (--inline)."""
 
-import json
+from django.core.management.base import CommandError
 
-from django.core.management.base import BaseCommand, CommandError
-from controlpanel.cli import TextArgsMixin
-from django.db import transaction
-
-from controlpanel.cli import follow, iso
-from backups.models import BackupRun, Database
-from controlpanel.models import Status, Trigger
+from backups.management.commands.backup import database_named
+from backups.models import BackupRun
+from controlpanel.cli import JobCommand, iso, parse_target_time
+from controlpanel.jobs import Status, Trigger
 from drills.models import Drill
+from drills.services import start_drill
 
 
 def drill_as_dict(drill: Drill) -> dict:
@@ -27,7 +25,7 @@ def drill_as_dict(drill: Drill) -> dict:
     }
 
 
-class Command(TextArgsMixin, BaseCommand):
+class Command(JobCommand):
     help = "Restore a backup into a throwaway PostgreSQL and check it. Exit 0 only when the drill passed."
 
     def add_arguments(self, parser):
@@ -35,51 +33,36 @@ class Command(TextArgsMixin, BaseCommand):
         parser.add_argument("--run", type=int, help="backup run to drill (default: the latest verified)")
         parser.add_argument("--pitr", action="store_true", help="drill the pgBackRest repository instead (PITR)")
         parser.add_argument("--target-time", help="with --pitr: ISO 8601 point (default: the last archived WAL)")
-        mode = parser.add_mutually_exclusive_group()
-        mode.add_argument("--inline", action="store_true")
-        mode.add_argument("--wait", action="store_true")
-        parser.add_argument("--json", action="store_true")
+        super().add_arguments(parser)
 
-    def handle(self, *args, name, run, inline, wait, json: bool, pitr, target_time, **options):
-        from controlpanel.cli import parse_target_time
-
-        database = Database.objects.filter(name=name).first()
-        if database is None:
-            raise CommandError(f"No database named {name!r}.")
-        source, extra = None, {}
+    def drill_of(self, name, run, pitr, target_time, **options) -> dict:
+        """What the drill is of: a database, and a backup run or a point in time."""
+        database = database_named(name)
         if pitr:
             target = parse_target_time(target_time) if target_time else None
-            extra = {"details": {"pitr": True}, "pitr_target": target}
-        elif run is not None:
+            return {"database": database, "details": {"pitr": True}, "pitr_target": target}
+        if run is not None:
             source = BackupRun.objects.filter(pk=run, database=database, status=Status.SUCCEEDED).first()
             if source is None:
                 raise CommandError(f"No succeeded backup run #{run} of {name}.")
-        elif database.last_good_run() is None:
+            return {"database": database, "source_run": source}
+        if database.last_good_run() is None:
             raise CommandError(f"{name} has no verified backup to drill with.")
-        if inline:
-            from drills.tasks import execute_drill
+        return {"database": database}
 
-            job = execute_drill(Drill.objects.create(database=database, source_run=source, trigger=Trigger.API,
-                                                     **extra))
-        else:
-            from drills.services import start_drill
+    def create(self, **options):
+        return Drill.objects.create(trigger=Trigger.API, **self.drill_of(**options))
 
-            with transaction.atomic():
-                job = start_drill(database, source_run=source, trigger=Trigger.API, **extra)
-            if wait:
-                job = follow(job)
-        queued = not (inline or wait)
-        if json:
-            self.stdout.write(_dumps(drill_as_dict(job)))
-        elif queued:
-            self.stdout.write(f"Drill #{job.pk} of {name} queued.")
-        else:
-            self.stdout.write(f"Drill #{job.pk} of {name}: {job.status}, RTO {job.rto_seconds} s")
-            if job.error:
-                self.stderr.write(job.error)
-        if not queued and job.status != Status.SUCCEEDED:
-            raise SystemExit(1)
+    def start(self, **options):
+        return start_drill(trigger=Trigger.API, **self.drill_of(**options))
 
+    def as_dict(self, drill):
+        return drill_as_dict(drill)
 
-def _dumps(data) -> str:
-    return json.dumps(data, indent=2, default=str)
+    def queued(self, drill):
+        return f"Drill #{drill.pk} of {drill.database.name} queued."
+
+    def describe(self, drill):
+        self.stdout.write(f"Drill #{drill.pk} of {drill.database.name}: {drill.status}, RTO {drill.rto_seconds} s")
+        if drill.error:
+            self.stderr.write(drill.error)

@@ -1,18 +1,18 @@
 """Restore a backup: into a sandbox kept for some hours, or into a new database."""
 
-import json
+from django.core.management.base import CommandError
 
-from django.core.management.base import BaseCommand, CommandError
-from controlpanel.cli import TextArgsMixin
-
-from controlpanel.cli import follow, iso
 from backups.models import BackupRun
 from backups.pgtools import ConnInfo, PgError
-from controlpanel.models import Status, Trigger
+from controlpanel.cli import JobCommand, env_text, iso
+from controlpanel.jobs import Status, Trigger
+from drills.forms import NAME
 from drills.models import Restore
+from drills.restores import take_password
+from drills.services import create_restore, start_restore
 
 
-class Command(TextArgsMixin, BaseCommand):
+class Command(JobCommand):
     help = "Restore a backup run (all of it, or --table/--schema) into a sandbox or a new database."
 
     def add_arguments(self, parser):
@@ -26,19 +26,14 @@ class Command(TextArgsMixin, BaseCommand):
                             help="type the existing database's name to allow overwriting it")
         parser.add_argument("--table", action="append", default=[], help="schema.table or table (repeatable)")
         parser.add_argument("--schema", action="append", default=[])
-        mode = parser.add_mutually_exclusive_group()
-        mode.add_argument("--inline", action="store_true")
-        mode.add_argument("--wait", action="store_true")
-        parser.add_argument("--json", action="store_true")
+        super().add_arguments(parser)
 
-    def handle(self, *args, **o):
+    def restore_of(self, **o) -> tuple[BackupRun, dict]:
         run = BackupRun.objects.filter(pk=o["run_id"], status=Status.SUCCEEDED).select_related("database").first()
         if run is None:
             raise CommandError(f"No succeeded backup run #{o['run_id']}.")
         if not 1 <= o["hours"] <= 24 * 14:
             raise CommandError("--hours must be between 1 and 336.")
-        from drills.forms import NAME
-
         for option in ("new_database", "confirm"):
             if o[option] and not NAME.match(o[option]):
                 raise CommandError(f"--{option.replace('_', '-')} must be a database name (letters, digits, _; "
@@ -52,8 +47,6 @@ class Command(TextArgsMixin, BaseCommand):
         kwargs = {"target": Restore.Target.SANDBOX, "keep_hours": o["hours"], "tables": o["table"],
                   "schemas": o["schema"], "trigger": Trigger.API}
         if o["to_dsn_env"]:
-            from controlpanel.cli import env_text
-
             dsn = env_text(o["to_dsn_env"])
             if not dsn:
                 raise CommandError(f"Environment variable {o['to_dsn_env']} is not set or empty.")
@@ -65,39 +58,35 @@ class Command(TextArgsMixin, BaseCommand):
                 raise CommandError(f"{o['to_dsn_env']}: {exc}") from None
             kwargs.update(target=Restore.Target.NEW_DATABASE, target_dbname=o["new_database"],
                           target_dsn=dsn, confirmation=o["confirm"])
-        from drills.services import create_restore, start_restore
+        return run, kwargs
 
-        if o["inline"]:
-            from drills.tasks import execute_restore
+    def create(self, **options):
+        run, kwargs = self.restore_of(**options)
+        return create_restore(run, **kwargs)
 
-            job = execute_restore(create_restore(run, **kwargs))
-        else:
-            job = start_restore(run, **kwargs)
-            if o["wait"]:
-                job = follow(job)
-        self.report(job, o["json"], queued=not (o["inline"] or o["wait"]))
+    def start(self, **options):
+        run, kwargs = self.restore_of(**options)
+        return start_restore(run, **kwargs)
 
-    def report(self, job: Restore, as_json: bool, queued: bool) -> None:
-        from drills.restores import take_password
-
-        password = take_password(job) if job.status == Status.SUCCEEDED else ""
+    def as_dict(self, job):
         data = {"id": job.pk, "status": job.status, "error": job.error, "target": job.target,
                 "connection": job.connection, "expires": iso(job.expires), "tables": job.tables,
                 "started": iso(job.started), "finished": iso(job.finished)}
+        password = take_password(job) if job.status == Status.SUCCEEDED else ""
         if password:
             data["password"] = password  # shown once: it is erased as it is read
-        if as_json:
-            self.stdout.write(json.dumps(data, indent=2, default=str))
-        elif queued:
-            self.stdout.write(f"Restore #{job.pk} queued; follow it with --wait or in the panel.")
-        else:
-            self.stdout.write(f"Restore #{job.pk}: {job.status}")
-            if job.connection:
-                c = job.connection
-                self.stdout.write(f"  host={c['host']} port={c['port']} dbname={c['dbname']} user={c['user']}")
-            if password:
-                self.stdout.write(f"  password={password}  (shown once)")
-            if job.error:
-                self.stderr.write(job.error)
-        if not queued and job.status != Status.SUCCEEDED:
-            raise SystemExit(1)
+        return data
+
+    def queued(self, job):
+        return f"Restore #{job.pk} queued; follow it with --wait or in the panel."
+
+    def describe(self, job):
+        password = take_password(job) if job.status == Status.SUCCEEDED else ""
+        self.stdout.write(f"Restore #{job.pk}: {job.status}")
+        if job.connection:
+            c = job.connection
+            self.stdout.write(f"  host={c['host']} port={c['port']} dbname={c['dbname']} user={c['user']}")
+        if password:
+            self.stdout.write(f"  password={password}  (shown once)")
+        if job.error:
+            self.stderr.write(job.error)

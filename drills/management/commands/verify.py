@@ -1,15 +1,12 @@
 """Verify a backup run now: queued (default), followed (--wait) or in this process (--inline)."""
 
-import json
+from django.core.management.base import CommandError
 
-from django.core.management.base import BaseCommand, CommandError
-from controlpanel.cli import TextArgsMixin
-from django.db import transaction
-
-from controlpanel.cli import follow, iso
 from backups.models import BackupRun
-from controlpanel.models import Status, Trigger
+from controlpanel.cli import JobCommand, iso
+from controlpanel.jobs import Status, Trigger
 from drills.models import Verification
+from drills.services import start_verification
 
 
 def verification_as_dict(verification: Verification) -> dict:
@@ -26,48 +23,38 @@ def verification_as_dict(verification: Verification) -> dict:
     }
 
 
-class Command(TextArgsMixin, BaseCommand):
+def succeeded_run(run_id: int) -> BackupRun:
+    run = BackupRun.objects.filter(pk=run_id).select_related("database").first()
+    if run is None:
+        raise CommandError(f"No backup run #{run_id}.")
+    if run.status != Status.SUCCEEDED:
+        raise CommandError(f"Backup run #{run_id} is {run.status}; only a succeeded run can be verified.")
+    return run
+
+
+class Command(JobCommand):
     help = "Verify a backup run: checksums from every storage, pg_restore full read, schema replay."
 
     def add_arguments(self, parser):
         parser.add_argument("run_id", type=int)
-        mode = parser.add_mutually_exclusive_group()
-        mode.add_argument("--inline", action="store_true", help="run in this process, no worker needed")
-        mode.add_argument("--wait", action="store_true", help="queue it and follow it to the end")
         parser.add_argument("--checksums-only", action="store_true", help="only re-read and hash every copy")
-        parser.add_argument("--json", action="store_true")
+        super().add_arguments(parser)
 
-    def handle(self, *args, run_id, inline, wait, checksums_only, json: bool, **options):
-        run = BackupRun.objects.filter(pk=run_id).select_related("database").first()
-        if run is None:
-            raise CommandError(f"No backup run #{run_id}.")
-        if run.status != Status.SUCCEEDED:
-            raise CommandError(f"Backup run #{run_id} is {run.status}; only a succeeded run can be verified.")
-        if inline:
-            from drills.tasks import execute_verification
+    def create(self, run_id, checksums_only, **options):
+        return Verification.objects.create(run=succeeded_run(run_id), checksums_only=checksums_only,
+                                           trigger=Trigger.API)
 
-            verification = Verification.objects.create(run=run, checksums_only=checksums_only, trigger=Trigger.API)
-            verification = execute_verification(verification)
-        else:
-            from drills.services import start_verification
+    def start(self, run_id, checksums_only, **options):
+        return start_verification(succeeded_run(run_id), checksums_only=checksums_only, trigger=Trigger.API)
 
-            with transaction.atomic():
-                verification = start_verification(run, checksums_only=checksums_only, trigger=Trigger.API)
-            if wait:
-                verification = follow(verification)
-        queued = not (inline or wait)
-        if json:
-            self.stdout.write(_dumps(verification_as_dict(verification)))
-        elif queued:
-            self.stdout.write(f"Verification #{verification.pk} of backup #{run.pk} queued.")
-        else:
-            for check in verification.checks:
-                mark = "ok  " if check["ok"] else "FAIL"
-                self.stdout.write(f"{mark} [{check['storage']}] {check['artifact']} {check['check']}: {check['detail']}")
-            self.stdout.write(f"Verification #{verification.pk}: {verification.status}")
-        if not queued and verification.status != Status.SUCCEEDED:
-            raise SystemExit(1)
+    def as_dict(self, verification):
+        return verification_as_dict(verification)
 
+    def queued(self, verification):
+        return f"Verification #{verification.pk} of backup #{verification.run_id} queued."
 
-def _dumps(data) -> str:
-    return json.dumps(data, indent=2, default=str)
+    def describe(self, verification):
+        for check in verification.checks:
+            mark = "ok  " if check["ok"] else "FAIL"
+            self.stdout.write(f"{mark} [{check['storage']}] {check['artifact']} {check['check']}: {check['detail']}")
+        self.stdout.write(f"Verification #{verification.pk}: {verification.status}")

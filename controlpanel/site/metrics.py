@@ -8,13 +8,13 @@ from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from backups.models import BackupRun
+from controlpanel.jobs import job_models
+from drills.health import fleet_health
+
 
 class PanelCollector:
     def collect(self):
-        from backups.models import BackupRun
-        from controlpanel.models import job_models
-        from controlpanel.overview import overview_rows
-
         gauges = {
             "last_verified": GaugeMetricFamily("restorable_last_verified_backup_timestamp_seconds",
                                                "When the last verified backup finished", labels=["database"]),
@@ -30,8 +30,7 @@ class PanelCollector:
                                           labels=["database"]),
             "health": GaugeMetricFamily("restorable_health", "0 green, 1 amber, 2 red", labels=["database"]),
         }
-        for row in overview_rows():
-            db, health = row["database"], row["health"]
+        for db, health in fleet_health():
             name = db.name
             if db.last_good_finished:
                 gauges["last_verified"].add_metric([name], db.last_good_finished.timestamp())

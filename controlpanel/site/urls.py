@@ -5,10 +5,12 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from controlpanel import metrics, views
+from controlpanel import views
+from controlpanel.site import metrics
+from controlpanel.site import views as site_views
 
 urlpatterns = [
-    path("", views.overview, name="overview"),
+    path("", site_views.overview, name="overview"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("audit/", views.audit_log, name="audit-log"),
@@ -27,4 +29,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("backups.urls")),
     path("", include("drills.urls")),
+    # After the apps' routes: "databases/add/" is not a database named "add".
+    path("databases/<str:name>/", site_views.database_detail, name="database-detail"),
 ]
