@@ -198,6 +198,7 @@ class BackupRun(Job):
         ]
 
     task_name = "backups.tasks.backup"
+    page_name = "run"
     body = "backups.pipeline.run_backup"
     audit_name = "backup"
     retry_transient = True
@@ -308,6 +309,7 @@ class BaseBackup(Job):
     backup_stop = models.DateTimeField(null=True, blank=True)
 
     task_name = "backups.tasks.base_backup"
+    page_name = "base_backup"
     body = "backups.pitr.run_base_backup"
     audit_name = "base_backup"
 

@@ -14,9 +14,9 @@ from backups.forms import DatabaseForm, StorageForm
 from backups.models import BackupRun, Database, Storage
 from backups.services import AlreadyRunning, StorageInUse, check_storage, delete_storage, save_storage, start_backup
 from backups.storage import StorageError, backend_for
+from controlpanel.htmx import job_page, poll, toast
 from controlpanel.jobs import ACTIVE_STATES, Status
 from controlpanel.models import AuditEvent
-from controlpanel.toasts import toast
 
 
 def storage_list(request):
@@ -235,10 +235,7 @@ def database_pitr(request, name):
     """The PITR card alone, polled while a base backup runs."""
     database = get_object_or_404(Database, name=name)
     context = {"database": database, **pitr_context(database)}
-    response = render(request, "backups/partials/pitr_card.html", context)
-    if request.htmx and not context.get("pitr_active"):
-        response.status_code = 286  # htmx stops polling
-    return response
+    return poll(request, "backups/partials/pitr_card.html", context, active=bool(context.get("pitr_active")))
 
 
 @require_POST
@@ -267,17 +264,14 @@ def run_url(run) -> str:
 def run_detail(request, pk):
     run = get_object_or_404(BackupRun.objects.select_related("database"), pk=pk)
     verification = run.verifications.order_by("-created").first()
-    context = {"run": run, "artifacts": run.artifacts.select_related("storage"), "verification": verification}
-    if request.htmx:
-        response = render(request, "backups/partials/run_progress.html", context)
-        # Keep polling until the backup is done and its verification has ended too
-        # (a cancelled verification ends it, leaving the run "not verified yet").
-        verifying = (run.status == Status.SUCCEEDED and run.verified == BackupRun.Verified.PENDING
-                     and (verification is None or verification.is_active))
-        if not run.is_active and not verifying:
-            response.status_code = 286  # htmx stops polling
-        return response
-    return render(request, "backups/run_detail.html", context)
+    # Keep polling until the backup is done and its verification has ended too
+    # (a cancelled verification ends it, leaving the run "not verified yet").
+    verifying = (run.status == Status.SUCCEEDED and run.verified == BackupRun.Verified.PENDING
+                 and (verification is None or verification.is_active))
+    return job_page(request, run, "backups/partials/run_progress.html", heading=f"Backup #{run.pk}",
+                    parent=run.database.name, parent_url=reverse("database-detail", args=[run.database.name]),
+                    active=run.is_active or verifying, artifacts=run.artifacts.select_related("storage"),
+                    verification=verification)
 
 
 @permission_required("drills.run_restore", raise_exception=True)

@@ -124,7 +124,6 @@ django.setup()
 from backups.management.commands.backup import run_as_dict
 from backups.models import Database
 from backups.services import create_backup_run
-from backups.tasks import execute_backup
 from controlpanel.jobs import Trigger
 import backups.pipeline  # loaded once per worker process, not per backup
 run = create_backup_run(Database.objects.get(name=os.environ.get("BENCH_TARGET", "bench")), Trigger.API)

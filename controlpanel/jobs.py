@@ -197,6 +197,8 @@ class Job(models.Model):
     body = ""
     # Whether a transient failure (an S3 endpoint that went away) is retried by the task.
     retry_transient = False
+    # What the job is called in its page's context, element ids and URLs ("run", "drill", ...).
+    page_name = ""
     # The audit action of a start ("<audit_name>.start"); the model's name unless a kind says otherwise.
     audit_name = ""
 

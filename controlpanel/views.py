@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from controlpanel.toasts import toast
+from controlpanel.htmx import toast
 
 
 @login_not_required

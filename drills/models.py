@@ -29,6 +29,7 @@ class Verification(Job):
         permissions = [("run_verification", "Can start verifications")]
 
     task_name = "drills.tasks.verify"
+    page_name = "verification"
     body = "drills.verification.run_verification"
 
     def on_finished(self, **context) -> None:
@@ -65,6 +66,7 @@ class Drill(Job):
         indexes = [models.Index(fields=["database", "-created"], name="drill_db_created")]
 
     task_name = "drills.tasks.drill"
+    page_name = "drill"
     body = "drills.drill.run_drill"
 
     def on_finished(self, **context) -> None:
@@ -109,6 +111,7 @@ class Restore(Job):
     one_time_password = EncryptedTextField(blank=True)
 
     task_name = "drills.tasks.restore"
+    page_name = "restore"
     body = "drills.restores.run_restore"
 
     def queue(self) -> str | None:

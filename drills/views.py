@@ -4,10 +4,12 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from backups.models import BackupRun, Database
 from backups.pgtools import PgError
+from controlpanel.htmx import job_page
 from controlpanel.jobs import Status
 from drills.forms import RestoreForm
 from drills.models import Drill, Restore, Verification
@@ -45,22 +47,15 @@ def _pruned(request, run):
 
 def drill_detail(request, pk):
     drill = get_object_or_404(Drill.objects.select_related("database", "source_run", "storage"), pk=pk)
-    return _job_page(request, drill, "drills/drill_detail.html", "drills/partials/drill_progress.html", "drill")
+    return job_page(request, drill, "drills/partials/drill_progress.html", heading=f"Restore drill #{drill.pk}",
+                    parent=drill.database.name, parent_url=reverse("database-detail", args=[drill.database.name]))
 
 
 def verification_detail(request, pk):
     verification = get_object_or_404(Verification.objects.select_related("run__database"), pk=pk)
-    return _job_page(request, verification, "drills/verification_detail.html",
-                     "drills/partials/verification_progress.html", "verification")
-
-
-def _job_page(request, job, template, partial, name):
-    if request.htmx:
-        response = render(request, partial, {name: job})
-        if not job.is_active:
-            response.status_code = 286  # htmx stops polling
-        return response
-    return render(request, template, {name: job})
+    return job_page(request, verification, "drills/partials/verification_progress.html",
+                    heading=f"Verification #{verification.pk}", parent=f"backup #{verification.run_id}",
+                    parent_url=reverse("run-detail", args=[verification.run_id]))
 
 
 @permission_required("drills.run_restore", raise_exception=True)
@@ -98,13 +93,9 @@ def restore_detail(request, pk):
     password = ""
     if restore.status == Status.SUCCEEDED and request.user == restore.requested_by:
         password = take_password(restore)
-    context = {"restore": restore, "password": password}
-    if request.htmx:
-        response = render(request, "drills/partials/restore_progress.html", context)
-        if not restore.is_active:
-            response.status_code = 286
-        return response
-    return render(request, "drills/restore_detail.html", context)
+    return job_page(request, restore, "drills/partials/restore_progress.html", heading=f"Restore #{restore.pk}",
+                    parent=restore.database.name, parent_url=reverse("database-detail", args=[restore.database.name]),
+                    password=password)
 
 
 @permission_required("drills.run_restore", raise_exception=True)

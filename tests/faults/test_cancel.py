@@ -9,11 +9,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from backups.models import BackupRun
 from backups.services import create_backup_run
-from backups.tasks import execute_backup
 from controlpanel.jobs import Status
 from controlpanel.models import AuditEvent
 from drills.models import Restore
@@ -45,7 +45,14 @@ def test_a_running_backup_is_stopped_cleaned_up_and_cancelled(client, operator, 
     run = create_backup_run(source_database)
     locker = psycopg.connect(host=PG["host"], port=PG["port"], user=PG["user"], dbname=source_database.dbname)
     locker.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")  # pg_dump and the row count wait here
-    worker = threading.Thread(target=execute_backup, args=(run,))
+
+    def execute():  # as a worker process would, then close this thread's own connection
+        try:
+            run.execute()
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=execute)
     try:
         worker.start()
         wait_for(lambda: psql(source_database.dbname, "SELECT count(*) FROM pg_locks WHERE NOT granted") >= "2",
