@@ -4,11 +4,13 @@ import re
 import zoneinfo
 from pathlib import PurePosixPath
 
+from celery.schedules import ParseException, crontab_parser
 from django import forms
 from django.core.exceptions import ValidationError
 
 from backups.models import BackupPolicy, Database, Storage
 from backups.pgtools import ConnInfo, PgError, check_server, tool_for
+from backups.schedules import next_runs
 from controlpanel.forms import KeepSecretsModelForm
 
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -37,8 +39,6 @@ def validate_local_path(path: str) -> None:
 
 
 def validate_cron(expression: str) -> None:
-    from celery.schedules import ParseException, crontab_parser
-
     fields = expression.split()
     if len(fields) != 5:
         raise ValidationError("A cron expression has 5 fields: minute hour day-of-month month day-of-week.")
@@ -50,8 +50,6 @@ def validate_cron(expression: str) -> None:
             raise ValidationError(f"Invalid cron field {value!r}: {exc}") from None
     # Each field can be fine while the whole never fires (day 31 of February):
     # beat and the database page would then fail on every computation of the next run.
-    from backups.schedules import next_runs
-
     try:
         next_runs(expression, "UTC", count=1)
     except ValueError:

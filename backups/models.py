@@ -6,6 +6,7 @@ from django.db import models
 from django.utils.timezone import now
 
 from backups.signals import backup_succeeded
+from backups.storage import remove_partial
 from controlpanel.crypto import EncryptedTextField
 from controlpanel.jobs import Job, Status
 from controlpanel.notify import event
@@ -216,8 +217,6 @@ class BackupRun(Job):
 
     def after_reap(self) -> None:
         """A killed dump leaves partial objects and open multipart uploads: remove them."""
-        from backups.storage import remove_partial
-
         if self.stamp:
             for storage in self.database.storages():
                 remove_partial(storage, self.database.name, self.stamp)

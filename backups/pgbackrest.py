@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from pathlib import Path
+from urllib.parse import urlparse
 
 from django.conf import settings
 
@@ -133,8 +134,6 @@ class PgBackRest:
         return self.config_path
 
     def s3_repo_lines(self, storage, n: int) -> list[str]:
-        from urllib.parse import urlparse
-
         endpoint = urlparse(storage.endpoint_url) if storage.endpoint_url else None
         lines = [f"repo{n}-type=s3", f"repo{n}-s3-bucket={storage.bucket}",
                  f"repo{n}-s3-region={storage.region or 'us-east-1'}",

@@ -29,6 +29,7 @@ from backups.models import Artifact, BackupPolicy, BackupRun
 from backups.pgtools import ConnectionProblem, ConnInfo, connect, explain_connection_error, tool_for, tool_version
 from backups.storage import StorageError, Writer, backend_for
 from controlpanel.cancel import cancellable, on_cancel
+from controlpanel.jobs import with_metadata_retries
 
 log = logging.getLogger("restorable.backup")
 
@@ -411,8 +412,6 @@ class Backup:
         """Record every stored file; a complete backup is not thrown away for a
         metadata database that is away for a moment (retried; the unique
         constraint makes a repeated insert harmless)."""
-        from controlpanel.jobs import with_metadata_retries
-
         artifacts = [
             Artifact(run=self.run, storage=storage, name=s.name, key=s.keys[storage.pk], size=s.size, sha256=s.sha256)
             for s in self.stored

@@ -3,9 +3,11 @@
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from backups.models import BaseBackup, Database, PitrSetup
 from backups.pgbackrest import PgBackRest, PitrError, discover, earliest_reachable, read_archiver
@@ -107,9 +109,6 @@ def run_base_backup(job: BaseBackup) -> dict:
 
 
 def fields_of(backup: dict) -> dict:
-    from datetime import datetime
-    from datetime import timezone as dt_timezone
-
     stamp = backup.get("timestamp", {})
     archive = backup.get("archive", {})
     info = backup.get("info", {})
@@ -171,8 +170,6 @@ class RecoveryWindow:
 
 def recovery_window(setup: PitrSetup) -> RecoveryWindow:
     """From the cached `pgbackrest info` and pg_stat_archiver: no process, no connection."""
-    from django.utils.dateparse import parse_datetime
-
     earliest = earliest_reachable(setup.info)
     archived = (setup.archiver or {}).get("last_archived_time")
     latest = parse_datetime(archived) if archived else None

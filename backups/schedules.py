@@ -1,8 +1,13 @@
 """Per-database schedules as django-celery-beat rows (editable in the UI)."""
 
 import json
+from datetime import timedelta
+from datetime import timezone as dt_timezone
+from zoneinfo import ZoneInfo
 
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
+from django.conf import settings
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from backups.models import BackupPolicy, Database
 
@@ -68,11 +73,6 @@ def sync_database_schedules(database: Database, policy: BackupPolicy | None = No
 def next_runs(expression: str, tz: str, start=None, count: int = 5) -> list:
     """The next COUNT times a cron expression fires, by the same crontab
     logic beat uses (django-celery-beat's time-zone-aware crontab)."""
-    from datetime import timedelta
-    from datetime import timezone as dt_timezone
-    from zoneinfo import ZoneInfo
-
-    from django.utils import timezone
 
     minute, hour, day_of_month, month, day_of_week = expression.split()
     row = CrontabSchedule(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month,
@@ -100,8 +100,6 @@ PITR_SCHEDULES = {
 
 def sync_pitr_schedules(setup) -> None:
     """Base backups and pgbackrest verify, routed to the database host's agent queue."""
-    from django.conf import settings
-
     database = setup.database
     for kind, (task, field, kwargs) in PITR_SCHEDULES.items():
         if field == "drill":  # monthly, the database's drill day (first Sunday by default), an hour later
@@ -123,8 +121,6 @@ HEARTBEAT_TASK = "backups.tasks.write_pitr_heartbeat"
 
 
 def sync_pitr_heartbeat(setup) -> None:
-    from django_celery_beat.models import IntervalSchedule
-
     name = schedule_name(setup.database, "pitr heartbeat")
     if not setup.heartbeat_seconds or setup.enabled is None:
         PeriodicTask.objects.filter(name=name).delete()

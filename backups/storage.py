@@ -6,6 +6,7 @@ committed leaves nothing that could pass for a backup (local: a `.partial`
 file removed on abort; S3: the multipart upload is aborted).
 """
 
+import logging
 import os
 import posixpath
 import threading
@@ -442,8 +443,6 @@ def backend_for(storage) -> Backend:
 def remove_partial(storage, database_name: str, stamp: str) -> int:
     """Delete every object of one run's directory and abort its open multipart
     uploads (a worker killed mid-upload cannot abort them itself)."""
-    import logging
-
     backend = backend_for(storage)
     directory = backend.key(database_name, stamp) + "/"
     removed = 0

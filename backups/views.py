@@ -5,14 +5,25 @@ import re
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.http import HttpResponse
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from backups.forms import DatabaseForm, StorageForm
-from backups.models import BackupRun, Database, Storage
-from backups.services import AlreadyRunning, StorageInUse, check_storage, delete_storage, save_storage, start_backup
+from backups.forms import DatabaseForm, PolicyForm, StorageForm, validate_cron, validate_timezone
+from backups.models import Artifact, BackupPolicy, BackupRun, BaseBackup, Database, PitrSetup, Storage
+from backups.pitr import recovery_window
+from backups.schedules import next_runs
+from backups.services import (
+    AlreadyRunning,
+    StorageInUse,
+    check_storage,
+    delete_storage,
+    save_storage,
+    start_backup,
+    start_base_backup,
+)
 from backups.storage import StorageError, backend_for
 from controlpanel.htmx import job_page, poll, toast
 from controlpanel.jobs import ACTIVE_STATES, Status
@@ -181,9 +192,6 @@ def database_backup(request, name):
 
 @permission_required("backups.change_backuppolicy", raise_exception=True)
 def database_schedule(request, name):
-    from backups.forms import PolicyForm
-    from backups.models import BackupPolicy
-
     database = get_object_or_404(Database, name=name)
     policy, _ = BackupPolicy.objects.get_or_create(database=database)
     form = PolicyForm(request.POST or None, instance=policy)
@@ -198,11 +206,6 @@ def database_schedule(request, name):
 
 def next_runs_preview(request):
     """The next runs of a cron expression in a time zone, as the schedule form is typed."""
-    from django.core.exceptions import ValidationError
-
-    from backups.forms import validate_cron, validate_timezone
-    from backups.schedules import next_runs
-
     # The form sends its field as it is named (dump_cron, drill_cron).
     raw = next((request.GET[key] for key in ("cron", "dump_cron", "drill_cron") if key in request.GET), "")
     expression = " ".join(raw[:100].split())
@@ -218,9 +221,6 @@ def next_runs_preview(request):
 
 def pitr_context(database: Database) -> dict:
     """The PITR card: archiving state, recovery window and recent base backups (cached state only)."""
-    from backups.models import PitrSetup
-    from backups.pitr import recovery_window
-
     setup = PitrSetup.objects.filter(database=database).first()
     if setup is None:
         return {"pitr": None}
@@ -241,9 +241,6 @@ def database_pitr(request, name):
 @require_POST
 @permission_required("backups.run_base_backup", raise_exception=True)
 def database_base_backup(request, name):
-    from backups.models import BaseBackup
-    from backups.services import start_base_backup
-
     database = get_object_or_404(Database, name=name, pitr__enabled__isnull=False)
     kind = request.POST.get("kind", BaseBackup.Kind.FULL)
     if kind not in BaseBackup.Kind.values:
@@ -279,9 +276,6 @@ def artifact_download(request, pk):
     """Stream one stored file of a backup to an admin (audited): the dump holds
     all the data, so only those who may restore may take it away. The expected
     SHA-256 goes along in a header for the client to check."""
-    from django.http import StreamingHttpResponse
-
-    from backups.models import Artifact
 
     artifact = get_object_or_404(Artifact.objects.select_related("run__database", "storage"), pk=pk,
                                  deleted_at__isnull=True)

@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 
 from controlpanel.models import AuditEvent, NotificationChannel
+from controlpanel.notify import send
 
 
 @admin.register(AuditEvent)
@@ -25,8 +26,6 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send a test message")
     def send_test(self, request, queryset):
-        from controlpanel.notify import send
-
         for channel in queryset:
             ok = send("test", "A test alert from Restorable: this channel works.", channels=[channel])
             level = messages.SUCCESS if ok else messages.ERROR

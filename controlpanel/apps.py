@@ -7,8 +7,9 @@ class ControlPanelConfig(AppConfig):
     verbose_name = "Control panel"
 
     def ready(self):
-        from controlpanel.roles import sync_roles
-        from controlpanel.system_schedules import ensure_system_schedules
+        # In ready(), not at the top: these import models, which load after the app configs.
+        from controlpanel.roles import sync_roles  # noqa: PLC0415
+        from controlpanel.system_schedules import ensure_system_schedules  # noqa: PLC0415
 
         # Not limited to this app as sender: the permissions of backups and
         # drills are created by their own post_migrate, after ours.

@@ -1,9 +1,11 @@
 """Form pieces shared by the apps: write-only secret inputs, storable text."""
 
+import apprise
 from django import forms
 from django.core.exceptions import ValidationError
 
 from controlpanel.crypto import EncryptedTextField
+from controlpanel.models import NotificationChannel
 
 
 def validate_storable_text(value: str) -> None:
@@ -59,20 +61,14 @@ class ChannelForm(KeepSecretsModelForm):
     )
 
     class Meta:
-        from controlpanel.models import NotificationChannel
-
         model = NotificationChannel
         fields = ["name", "url", "events", "enabled"]
 
     def __init__(self, *args, **kwargs):
-        from controlpanel.models import NotificationChannel
-
         super().__init__(*args, **kwargs)
         self.fields["events"].choices = NotificationChannel.Event.choices
 
     def clean_url(self):
-        import apprise
-
         url = self.cleaned_data.get("url") or ""
         if url and not apprise.Apprise().add(url):
             # Never echo the URL: it carries the service's token.

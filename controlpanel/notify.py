@@ -8,10 +8,14 @@ logged.
 """
 
 import logging
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+import apprise
 from django.conf import settings
 from django.db import IntegrityError
 from django.urls import reverse
+
+from controlpanel.models import AlertState, NotificationChannel
 
 log = logging.getLogger("restorable.events")
 
@@ -54,8 +58,6 @@ def event(name: str, summary: str, once_key: str | None = None, **context) -> in
 
 
 def _first_time(key: str) -> bool:
-    from controlpanel.models import AlertState
-
     try:
         AlertState.objects.create(key=key[:255])
         return True
@@ -64,8 +66,6 @@ def _first_time(key: str) -> bool:
 
 
 def send(name: str, summary: str, channels=None, **context) -> int:
-    from controlpanel.models import NotificationChannel
-
     subscription = SUBSCRIPTION.get(name, name)
     if channels is None:
         channels = [c for c in NotificationChannel.objects.filter(enabled=True) if c.wants(subscription)]
@@ -83,8 +83,6 @@ def send_test(channel) -> str | None:
 
 def deliver(channel, title: str, body: str) -> str | None:
     """Send through one channel; None when the service accepted it, else the reason in plain words."""
-    import apprise
-
     sender = apprise.Apprise()
     if not sender.add(str(channel.url)):
         log.warning("notification channel %s has an URL apprise does not understand", channel.name)
@@ -100,8 +98,6 @@ def deliver(channel, title: str, body: str) -> str | None:
 
 def redact(log_text: str, url: str) -> str:
     """apprise's warnings, one line, with every part of the channel's URL (a secret) blanked out."""
-    from urllib.parse import parse_qsl, unquote, urlsplit
-
     lines = [line.split(" - ", 2)[-1].strip() for line in log_text.splitlines() if line.strip()]
     text = " ".join(dict.fromkeys(lines))  # apprise repeats itself on retries
     parts = urlsplit(url)

@@ -1,15 +1,22 @@
 """Health endpoints, the audit log, alert channels and cancelling jobs."""
 
+from django.apps import apps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import connection
-from django.http import HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from controlpanel.celery import app
+from controlpanel.forms import ChannelForm
 from controlpanel.htmx import toast
+from controlpanel.models import AuditEvent, NotificationChannel
+from controlpanel.notify import send_test
 
 
 @login_not_required
@@ -22,8 +29,6 @@ def health_live(request):
 @never_cache
 def health_ready(request):
     """Ready when the metadata database and the broker answer."""
-    from controlpanel.celery import app
-
     checks = {}
     try:
         with connection.cursor() as cursor:
@@ -42,38 +47,26 @@ def health_ready(request):
 
 
 def audit_log(request):
-    from django.core.paginator import Paginator
-
-    from controlpanel.models import AuditEvent
 
     page = Paginator(AuditEvent.objects.select_related("user"), 50).get_page(request.GET.get("page"))
     return render(request, "controlpanel/audit_log.html", {"page": page})
 
 
 def channel_list(request):
-    from controlpanel.models import NotificationChannel
-
     return render(request, "controlpanel/channel_list.html", {"channels": NotificationChannel.objects.all()})
 
 
 @permission_required("controlpanel.add_notificationchannel", raise_exception=True)
 def channel_add(request):
-    from controlpanel.models import NotificationChannel
-
     return _channel_form(request, NotificationChannel())
 
 
 @permission_required("controlpanel.change_notificationchannel", raise_exception=True)
 def channel_edit(request, name):
-    from controlpanel.models import NotificationChannel
-
     return _channel_form(request, get_object_or_404(NotificationChannel, name=name))
 
 
 def _channel_form(request, channel):
-    from controlpanel.forms import ChannelForm
-    from controlpanel.models import AuditEvent
-
     form = ChannelForm(request.POST or None, instance=channel)
     if request.method == "POST" and form.is_valid():
         channel = form.save()
@@ -87,9 +80,6 @@ def _channel_form(request, channel):
 @require_POST
 @permission_required("controlpanel.change_notificationchannel", raise_exception=True)
 def channel_test(request, name):
-    from controlpanel.models import NotificationChannel
-    from controlpanel.notify import send_test
-
     channel = get_object_or_404(NotificationChannel, name=name)
     reason = send_test(channel)
     if reason is None:
@@ -100,8 +90,6 @@ def channel_test(request, name):
 @require_POST
 @permission_required("controlpanel.delete_notificationchannel", raise_exception=True)
 def channel_delete(request, name):
-    from controlpanel.models import AuditEvent, NotificationChannel
-
     channel = get_object_or_404(NotificationChannel, name=name)
     AuditEvent.record("channel.delete", f"Notification channel {channel} deleted", request=request)
     channel.delete()
@@ -124,10 +112,6 @@ CANCELLABLE = {
 
 @require_POST
 def job_cancel(request, kind, pk):
-    from django.apps import apps
-    from django.core.exceptions import PermissionDenied
-    from django.http import Http404
-
 
     if kind not in CANCELLABLE:
         raise Http404("Nothing of that kind can be cancelled.")

@@ -12,14 +12,18 @@ import os
 import re
 import statistics
 import time
+from datetime import timedelta
 
 import psycopg
 
-from backups.models import BackupRun
-from backups.pgtools import connect
+from backups.models import BackupRun, PitrSetup
+from backups.pgbackrest import PitrError, read_archiver
+from backups.pgtools import ConnInfo, connect
+from backups.pipeline import Background
 from drills.fetch import Staging, fetch_dump
 from drills.models import Drill
 from drills.pgrestore import RestoreFailed, count_rows, create_database, pg_restore
+from drills.pitr import restore_to_sandbox
 from drills.sandboxes import backend as sandbox_backend
 
 log = logging.getLogger("restorable.drill")
@@ -81,8 +85,6 @@ def compare_counts(expected: dict, actual: dict) -> list[dict]:
 
 def run_drill(drill: Drill) -> dict:
     """The body of a drill job (see controlpanel.jobs.run_job)."""
-    from backups.pipeline import Background
-
     if drill.details.get("pitr"):
         return run_pitr_drill(drill)
 
@@ -150,13 +152,6 @@ def run_pitr_drill(drill: Drill) -> dict:
     The target defaults to the last archived WAL segment's time: what a
     disaster right now would leave, since later WAL is not yet off the host.
     """
-    from datetime import timedelta
-
-    from backups.models import PitrSetup
-    from backups.pgbackrest import PitrError, read_archiver
-    from backups.pgtools import ConnInfo
-    from drills.pitr import restore_to_sandbox
-
     setup = PitrSetup.objects.filter(database=drill.database, enabled__isnull=False).first()
     if setup is None:
         raise RestoreFailed(f"PITR is not enabled for {drill.database}.")

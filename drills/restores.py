@@ -6,14 +6,18 @@ its name to confirm.
 """
 
 import secrets
+import time as _time
 from datetime import datetime
 from datetime import timezone as dt_timezone
+from pathlib import Path
 
+from backups.models import PitrSetup
 from backups.pgtools import ConnInfo
 from controlpanel.models import AuditEvent
 from drills.fetch import Staging, fetch_dump
 from drills.models import Restore
 from drills.pgrestore import RestoreFailed, create_database, database_exists, drop_database, pg_restore, restore_args
+from drills.pitr import restore_to_directory, restore_to_sandbox
 from drills.sandboxes import backend as sandbox_backend
 
 
@@ -106,20 +110,12 @@ def take_password(restore: Restore) -> str:
 
 def run_pitr_restore(restore: Restore) -> dict:
     """A point-in-time restore into a sandbox kept for restore.keep_hours."""
-    import time as _time
-
-    from backups.models import PitrSetup
-    from drills.pitr import restore_to_sandbox
-
     setup = PitrSetup.objects.filter(database=restore.database, enabled__isnull=False).first()
     if setup is None:
         raise RestoreFailed(f"PITR is not enabled for {restore.database}.")
     started = _time.monotonic()
     restore.beat(phase="pgbackrest restore")
     if restore.details.get("datadir"):
-        from pathlib import Path
-
-        from drills.pitr import restore_to_directory
 
         recovered_to = restore_to_directory(setup, restore.pitr_target, Path(restore.details["datadir"]))
         AuditEvent.record("restore.finished", f"PITR restore #{restore.pk} of {restore.database} into "

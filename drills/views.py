@@ -8,15 +8,16 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from backups.models import BackupRun, Database
-from backups.pgtools import PgError
+from backups.pgtools import ConnInfo, PgError
+from backups.pitr import recovery_window
 from controlpanel.htmx import job_page
 from controlpanel.jobs import Status
-from drills.forms import RestoreForm
+from drills.forms import PitrRestoreForm, RestoreForm
 from drills.models import Drill, Restore, Verification
 from drills.pgrestore import RestoreFailed, database_exists
 from drills.restores import take_password
 from drills.sandboxes import SandboxError, list_sandboxes
-from drills.services import start_drill, start_restore, start_verification
+from drills.services import start_drill, start_pitr_restore, start_restore, start_verification
 
 
 @require_POST
@@ -68,8 +69,6 @@ def run_restore(request, pk):
         data = form.cleaned_data
         if data["target"] == Restore.Target.NEW_DATABASE:
             try:
-                from backups.pgtools import ConnInfo
-
                 exists = database_exists(ConnInfo.of(data["target_database"]), data["target_dbname"])
             except (PgError, RestoreFailed) as exc:
                 form.add_error(None, str(exc))
@@ -100,10 +99,6 @@ def restore_detail(request, pk):
 
 @permission_required("drills.run_restore", raise_exception=True)
 def database_pitr_restore(request, name):
-    from backups.pitr import recovery_window
-    from drills.forms import PitrRestoreForm
-    from drills.services import start_pitr_restore
-
     database = get_object_or_404(Database.objects.select_related("pitr"), name=name, pitr__enabled__isnull=False)
     window = recovery_window(database.pitr)
     form = PitrRestoreForm(request.POST or None, database=database, window=window)

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.db import connection
 from django.db.models import Count
 from django.http import HttpResponse, HttpResponseForbidden
 from django.views.decorators.cache import never_cache
@@ -73,8 +74,6 @@ class PanelCollector:
 
 
 def _postgres() -> bool:
-    from django.db import connection
-
     return connection.vendor == "postgresql"
 
 

@@ -34,7 +34,7 @@ LABEL = "restorable.sandbox"  # its value is the label, as JSON
 
 def client():
     try:
-        import docker
+        import docker  # noqa: PLC0415  here: the SDK (and requests) load only where the docker backend is used
 
         docker_client = docker.from_env(timeout=30)
         docker_client.ping()

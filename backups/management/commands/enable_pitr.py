@@ -1,6 +1,7 @@
 """Enable point-in-time recovery for a database with pgBackRest."""
 
 import json
+import os
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -25,8 +26,6 @@ class Command(TextArgsMixin, BaseCommand):
 
     def handle(self, *args, name, repo_path, offsite, passphrase_env, no_verify_tls, json: bool, heartbeat_seconds,
                **options):
-        import os
-
         database = Database.objects.filter(name=name).first()
         if database is None:
             raise CommandError(f"No database named {name!r}.")

@@ -1,10 +1,13 @@
 """Add or update a notification channel; its apprise URL comes from an environment variable."""
 
 
+import apprise
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from controlpanel.cli import TextArgsMixin
+from controlpanel.cli import TextArgsMixin, env_text
 from controlpanel.models import NotificationChannel
+from controlpanel.validators import name_validator
 
 
 class Command(TextArgsMixin, BaseCommand):
@@ -16,12 +19,6 @@ class Command(TextArgsMixin, BaseCommand):
         parser.add_argument("--events", nargs="*", default=[], choices=NotificationChannel.Event.values)
 
     def handle(self, *args, name, url_env, events, **options):
-        import apprise
-        from django.core.exceptions import ValidationError
-
-        from controlpanel.cli import env_text
-        from controlpanel.validators import name_validator
-
         try:
             name_validator(name)
         except ValidationError as exc:
