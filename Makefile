@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench
+.PHONY: run test test-fast lint bench
 
 $(VENV)/.installed: pyproject.toml
 	scripts/bootstrap-venv $(VENV)
@@ -13,6 +13,13 @@ run: $(VENV)/.installed
 
 test:
 	scripts/test $(VENV)
+
+# Everything that needs no browser, Celery worker, sandbox or pgBackRest (under a minute).
+test-fast:
+	scripts/test $(VENV) -m "not slow" -q
+
+lint:
+	scripts/lint $(VENV)
 
 bench: $(VENV)/.installed
 	$(PY) bench/backup.py
