@@ -43,7 +43,7 @@ def validate_cron(expression: str) -> None:
     if len(fields) != 5:
         raise ValidationError("A cron expression has 5 fields: minute hour day-of-month month day-of-week.")
     limits = [(60, 0), (24, 0), (31, 1), (12, 1), (7, 0)]
-    for value, (size, start) in zip(fields, limits):
+    for value, (size, start) in zip(fields, limits, strict=True):  # both have 5: checked above
         try:
             crontab_parser(size, start).parse(value)
         except (ParseException, ValueError, IndexError) as exc:

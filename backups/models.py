@@ -89,7 +89,8 @@ class Database(models.Model):
     smoke_sql = models.TextField(
         "smoke SQL", blank=True,
         help_text="One query per line, run read-only after each drill; end a line with "
-                  "'-- expect: VALUE' to compare its first column, e.g. SELECT count(*) > 0 FROM orders -- expect: True",
+                  "'-- expect: VALUE' to compare its first column, "
+                  "e.g. SELECT count(*) > 0 FROM orders -- expect: True",
     )
     primary_storage = models.ForeignKey(Storage, on_delete=models.PROTECT, related_name="primary_for")
     offsite_storages = models.ManyToManyField(Storage, blank=True, related_name="offsite_for",
@@ -135,7 +136,8 @@ class BackupPolicy(models.Model):
 
     database = models.OneToOneField(Database, on_delete=models.CASCADE, related_name="policy")
     dump_cron = models.CharField(max_length=100, default="15 3 * * *")
-    drill_cron = models.CharField(max_length=100, default="0 5 1-7 * 0", help_text="Default: first Sunday of the month.")
+    drill_cron = models.CharField(max_length=100, default="0 5 1-7 * 0",
+                                  help_text="Default: first Sunday of the month.")
     compression = models.CharField(max_length=8, choices=Compression.choices, default=Compression.AUTO)
     compression_level = models.PositiveSmallIntegerField(null=True, blank=True)
     enabled = models.BooleanField(default=True)

@@ -158,13 +158,16 @@ class PgBackRest:
         try:
             result = run_tool(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         except FileNotFoundError:
-            raise PitrError("pgbackrest is not installed on this host (Debian/Ubuntu: apt-get install pgbackrest).") from None
+            raise PitrError(
+                "pgbackrest is not installed on this host (Debian/Ubuntu: apt-get install pgbackrest)."
+            ) from None
         if result.returncode != 0:
             raise PitrError(f"pgbackrest {args[0]} failed: {self.explain(result)}")
         return result
 
     def explain(self, result: subprocess.CompletedProcess) -> str:
-        text = (result.stderr.strip() or result.stdout.strip()).replace(str(self.setup.cipher_passphrase or "\0"), "***")
+        text = (result.stderr.strip() or result.stdout.strip()).replace(
+            str(self.setup.cipher_passphrase or "\0"), "***")
         lines = [line.split(": ", 1)[-1] for line in text.splitlines() if "ERROR" in line or "WARN" in line]
         return "; ".join(lines[-3:]) or text[-800:] or f"exit {result.returncode}"
 

@@ -88,13 +88,15 @@ def explain_connection_error(info: ConnInfo, exc: Exception) -> str:
     if re.search(r'database ".*" does not exist', text):
         return f"Database {info.dbname!r} does not exist on {where}."
     if "SSL" in text and ("required" in text or "not support" in text or "no encryption" in text):
-        return f"The server at {where} requires SSL (or refuses it): set sslmode accordingly. Detail: {first_line(text)}"
+        return (f"The server at {where} requires SSL (or refuses it): set sslmode accordingly. "
+                f"Detail: {first_line(text)}")
     if "no pg_hba.conf entry" in text:
         return f"The server at {where} does not allow this connection (pg_hba.conf): {first_line(text)}"
     if "timeout expired" in text or "timed out" in text:
         return f"Host {where} did not answer within 10 s (unreachable, or a firewall drops the packets)."
     if "Connection refused" in text or "could not connect" in text or "Network is unreachable" in text:
-        return f"Host {where} is unreachable: nothing accepts connections there (is PostgreSQL running, is the port right?)."
+        return (f"Host {where} is unreachable: nothing accepts connections there "
+                "(is PostgreSQL running, is the port right?).")
     if "could not translate host name" in text or "Name or service not known" in text:
         return f"Host name {info.host!r} cannot be resolved."
     return f"Cannot connect to {where}: {first_line(text)}"
@@ -166,7 +168,8 @@ def tool_for(tool: str, server_major: int, exact: bool = False) -> Path:
     if not candidates:
         have = ", ".join(map(str, majors)) or "none"
         need = f"PostgreSQL {server_major}" if exact else f"PostgreSQL {server_major} or newer"
-        raise ToolMissing(f"No {tool} for {need} is installed (installed majors: {have}): {install_hint(server_major)}.")
+        raise ToolMissing(f"No {tool} for {need} is installed (installed majors: {have}): "
+                          f"{install_hint(server_major)}.")
     return Path(settings.PG_BIN_ROOT) / str(candidates[0]) / "bin" / tool
 
 

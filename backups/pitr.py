@@ -214,7 +214,8 @@ def write_heartbeat(setup: PitrSetup) -> None:
     commit after its target)."""
     try:
         with connect(ConnInfo.of(setup.database), autocommit=True) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS restorable_heartbeat (id int PRIMARY KEY, at timestamptz NOT NULL)")
+            conn.execute("CREATE TABLE IF NOT EXISTS restorable_heartbeat "
+                         "(id int PRIMARY KEY, at timestamptz NOT NULL)")
             conn.execute("INSERT INTO restorable_heartbeat VALUES (1, clock_timestamp()) "
                          "ON CONFLICT (id) DO UPDATE SET at = excluded.at")
     except PgError as exc:

@@ -286,7 +286,9 @@ class S3Backend(Backend):
             self.client.delete_object(Bucket=self.storage.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
-                raise StorageError(f"Bucket {self.storage.bucket!r} does not exist (storage {self.storage.name!r}).") from None
+                raise StorageError(
+                    f"Bucket {self.storage.bucket!r} does not exist (storage {self.storage.name!r})."
+                ) from None
             if exc.response.get("Error", {}).get("Code") == "403":
                 raise StorageError(
                     f"Access denied to bucket {self.storage.bucket!r}: the keys are wrong or lack permission "
@@ -453,7 +455,8 @@ def remove_partial(storage, database_name: str, stamp: str) -> int:
             for path in files:  # delete() also tidies the directories it empties
                 backend.delete(path.relative_to(backend.root.resolve()).as_posix())
             return len(files)
-        for obj in backend.list(directory.removeprefix(storage.prefix.rstrip("/") + "/") if storage.prefix else directory):
+        listed = directory.removeprefix(storage.prefix.rstrip("/") + "/") if storage.prefix else directory
+        for obj in backend.list(listed):
             backend.delete(obj.key)
             removed += 1
         client = backend.client

@@ -81,7 +81,8 @@ def main() -> int:
             panel_backup.append(time.perf_counter() - started)
             assert job.status == "succeeded", job.error
 
-        subprocess.run(["psql", *pg, "-qc", "INSERT INTO pgbench_history SELECT 1, 1, 1, 1, now() FROM generate_series(1, 1000)"],
+        subprocess.run(["psql", *pg, "-qc",
+                        "INSERT INTO pgbench_history SELECT 1, 1, 1, 1, now() FROM generate_series(1, 1000)"],
                        check=True)
         time.sleep(1)
         target = subprocess.run(["psql", *pg, "-Atc", "SELECT clock_timestamp()"], check=True, capture_output=True,
@@ -108,7 +109,8 @@ def main() -> int:
     r_hand, r_panel = statistics.median(hand_restore), statistics.median(panel_restore)
     print(f"pgbench scale {args.scale}, {args.repeat} runs each")
     print(f"  base backup: by hand {b_hand:.2f} s, panel {b_panel:.2f} s, ratio {b_panel / b_hand:.3f} (target <= 1.1)")
-    print(f"  PITR restore: by hand {r_hand:.2f} s, panel {r_panel:.2f} s, ratio {r_panel / r_hand:.3f} (target <= 1.1)")
+    print(f"  PITR restore: by hand {r_hand:.2f} s, panel {r_panel:.2f} s, "
+          f"ratio {r_panel / r_hand:.3f} (target <= 1.1)")
     print(f"  archive lag under {args.load} s of pgbench: segments not yet archived, sampled every 5 s: {lag}")
     first, last = statistics.mean(lag[: len(lag) // 2] or [0]), statistics.mean(lag[len(lag) // 2:] or [0])
     print(f"  first half mean {first:.1f}, second half mean {last:.1f}: "

@@ -77,3 +77,6 @@ class AlertState(models.Model):
 
     key = models.CharField(max_length=255, unique=True)
     sent = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.key

@@ -40,7 +40,9 @@ def _generated_once(file_name: str, make) -> str:
             path.write_text(make())
         return path.read_text().strip()
     except OSError as exc:
-        raise ImproperlyConfigured(f"RESTORABLE_DATA_DIR: cannot keep {file_name} in it: {exc.strerror or exc}") from None
+        raise ImproperlyConfigured(
+            f"RESTORABLE_DATA_DIR: cannot keep {file_name} in it: {exc.strerror or exc}"
+        ) from None
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)

@@ -84,7 +84,8 @@ def channel_test(request, name):
     reason = send_test(channel)
     if reason is None:
         return toast(HttpResponse(status=204), f"Channel {channel}: test message sent.", "success")
-    return toast(HttpResponse(status=204), f"Channel {channel}: the service did not accept the test message: {reason}", "error")
+    return toast(HttpResponse(status=204),
+                 f"Channel {channel}: the service did not accept the test message: {reason}", "error")
 
 
 @require_POST

@@ -106,7 +106,8 @@ class Restore(Job):
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     confirmation = models.CharField(max_length=63, blank=True,
                                     help_text="The existing database's name, typed to allow overwriting it.")
-    connection = models.JSONField(default=dict, blank=True, help_text="Where the restored data is: host, port, dbname, user.")
+    connection = models.JSONField(default=dict, blank=True,
+                                  help_text="Where the restored data is: host, port, dbname, user.")
     # The sandbox password, shown to the admin once and then erased.
     one_time_password = EncryptedTextField(blank=True)
 

@@ -82,13 +82,17 @@ def start_restored(sandbox: Sandbox, target: datetime | None) -> None:
                     return
         except PgError:
             if not (sandbox.datadir / "postmaster.pid").exists():
-                raise PitrError(explain_recovery_failure(sandbox, target, "The restored cluster stopped during recovery."))
+                # The connection error only says the server is gone; the log says why.
+                raise PitrError(
+                    explain_recovery_failure(sandbox, target, "The restored cluster stopped during recovery.")
+                ) from None
         time.sleep(0.2)
     raise PitrError("The restored cluster did not finish recovery within 10 minutes.")
 
 
 def explain_recovery_failure(sandbox: Sandbox, target: datetime | None, fallback: str) -> str:
-    log = (sandbox.directory / "server.log").read_text(errors="replace") if (sandbox.directory / "server.log").exists() else ""
+    server_log = sandbox.directory / "server.log"
+    log = server_log.read_text(errors="replace") if server_log.exists() else ""
     if "recovery ended before configured recovery target was reached" in log:
         return (f"The target {target:%Y-%m-%d %H:%M:%S %Z} is after the last archived WAL: recovery ran out of "
                 "WAL before reaching it (PostgreSQL stops at the first commit after the target, so that commit "

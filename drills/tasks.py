@@ -76,7 +76,8 @@ def check_staleness() -> int:
         if age is None or age > database.rpo_budget_seconds:
             stale += 1
             what = ("has no verified backup" if age is None else
-                    f"has no verified backup for {age / 3600:.1f} h (RPO budget {database.rpo_budget_seconds / 3600:.1f} h)")
+                    f"has no verified backup for {age / 3600:.1f} h "
+                    f"(RPO budget {database.rpo_budget_seconds / 3600:.1f} h)")
             event("stale", f"{database.name} {what}.", once_key=f"stale:{database.pk}:{database.last_good_id}",
                   database=database.name, run=database.last_run_id)
     return stale

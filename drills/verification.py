@@ -161,7 +161,8 @@ class Verifier:
             result = run_tool(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
             if result.returncode == 0:
                 entries = sum(1 for line in result.stdout.splitlines() if line and not line.startswith(";"))
-                detail = f"{entries} archive entries" if check.endswith("--list") else "every byte read and decompressed"
+                detail = (f"{entries} archive entries" if check.endswith("--list")
+                          else "every byte read and decompressed")
                 self.record(origin, "full.dump", check, True, detail, started)
             else:
                 self.record(origin, "full.dump", check, False,

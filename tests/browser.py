@@ -1,7 +1,7 @@
 """Headless Chromium for page tests: one browser fixture, logging in, and
 rendering a page at the two widths every page must hold (1280 and 390 px).
 
-Import the fixture into a test module with `from tests.browser import browser`.
+tests/conftest.py imports the fixture, so any test can ask for `browser`.
 Screenshots go to test-output/screenshots.
 """
 
@@ -12,10 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.db.backends.signals import connection_created
-
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop shares the test thread
-
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect, sync_playwright
 
 SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
@@ -33,6 +30,10 @@ def browser():
     def remember(sender, connection, **kwargs):
         opened.append(connection)
 
+    # Playwright's event loop runs in the test's thread, where Django then
+    # refuses ORM calls: allow them, for this test only.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     connection_created.connect(remember)
     try:
         with sync_playwright() as p:
@@ -44,6 +45,10 @@ def browser():
     finally:
         connection_created.disconnect(remember)
         close_context_connections(opened)
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 def close_context_connections(opened) -> None:

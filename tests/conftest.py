@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group, User
 
 from backups.models import Database, Storage
 from controlpanel.roles import ADMIN, OPERATOR, VIEWER
+from tests.browser import browser  # noqa: F401  the Chromium fixture, for every page test
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 
@@ -145,7 +146,8 @@ def celery_worker(worker_env, tmp_path_factory):
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "controlpanel", "worker", "-Q", f"dumps,drills,{settings.AGENT_QUEUE}",
+            [sys.executable, "-m", "celery", "-A", "controlpanel", "worker",
+             "-Q", f"dumps,drills,{settings.AGENT_QUEUE}",
              "--concurrency", "2", "--loglevel", "INFO", "-n", "test@%h", "--without-mingle", "--without-gossip"],
             env=worker_env, stdout=out, stderr=subprocess.STDOUT,
         )

@@ -12,7 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
-pytestmark = pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed (make lint installs it)")
+pytestmark = pytest.mark.skipif(not LINT_IMPORTS.exists(),
+                                reason="import-linter is not installed (make lint installs it)")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:

@@ -5,7 +5,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE_DIRS = ("controlpanel", "backups", "drills")
-READERS = re.compile(r"""(?:env_(?:str|bool|int|list|choice|secret)|os\.environ\.get|os\.getenv)\(\s*["']([A-Z][A-Z0-9_]+)["']""")
+READERS = re.compile(r"""(?:env_(?:str|bool|int|list|choice|secret)|os\.environ\.get|os\.getenv)"""
+                     r"""\(\s*["']([A-Z][A-Z0-9_]+)["']""")
 INDIRECT = re.compile(r"""os\.environ\.get\(\s*o\[|os\.environ\.get\(\s*\w+_env""")
 
 

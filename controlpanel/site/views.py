@@ -18,7 +18,8 @@ def overview(request):
         "rows": overview_rows(),
         "storage_count": Storage.objects.count(),
         # Poll quickly while anything that changes a row is queued or running.
-        "running": any(model.objects.filter(status__in=ACTIVE_STATES).exists() for model in (BackupRun, Verification, Drill)),
+        "running": any(model.objects.filter(status__in=ACTIVE_STATES).exists()
+                       for model in (BackupRun, Verification, Drill)),
         "role": role_of(request.user),
     }
     template = "controlpanel/partials/overview_table.html" if request.htmx else "controlpanel/overview.html"

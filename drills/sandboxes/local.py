@@ -198,7 +198,8 @@ class LocalSandboxes:
         if sandbox.password:
             (sandbox.directory / "pwfile").unlink(missing_ok=True)
         if result.returncode != 0:
-            raise SandboxError(f"initdb for a PostgreSQL {sandbox.major} sandbox failed: {result.stderr.strip()[-800:]}")
+            raise SandboxError(
+                f"initdb for a PostgreSQL {sandbox.major} sandbox failed: {result.stderr.strip()[-800:]}")
 
     def _start(self, sandbox: Sandbox, binaries: Path, extra: dict, keep_existing: bool = False) -> None:
         """Start the cluster; keep_existing appends to a restored postgresql.auto.conf
@@ -210,11 +211,12 @@ class LocalSandboxes:
         conf = {**BULK_LOAD_SETTINGS, **extra, "listen_addresses": "'127.0.0.1'", "unix_socket_directories": sockets}
         auto_conf = sandbox.datadir / "postgresql.auto.conf"
         existing = auto_conf.read_text() if keep_existing and auto_conf.exists() else ""
-        for name, text in (("postgresql.conf", ""), ("pg_hba.conf", "local all all trust\nhost all all 127.0.0.1/32 trust\n")):
+        hba = "local all all trust\nhost all all 127.0.0.1/32 trust\n"
+        for name, text in (("postgresql.conf", ""), ("pg_hba.conf", hba)):
             if not (sandbox.datadir / name).exists():  # Debian keeps them in /etc, outside the data directory
                 (sandbox.datadir / name).write_text(text)
         log_text = ""
-        for attempt in range(3):
+        for _attempt in range(3):
             sandbox.port = free_port()
             lines = [f"{k} = {v if str(v).startswith(chr(39)) else repr(str(v))}" for k, v in conf.items()]
             lines.append(f"port = {sandbox.port}")

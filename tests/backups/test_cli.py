@@ -53,7 +53,8 @@ def test_add_storages_and_database_then_back_up_with_json(capsys, tmp_path, monk
     assert code == 0, err
     result = json.loads(out)
     assert result["status"] == "succeeded"
-    assert {(a["storage"], a["name"]) for a in result["artifacts"]} >= {("disk", "full.dump.zst"), ("r2", "full.dump.zst")}
+    assert ({(a["storage"], a["name"]) for a in result["artifacts"]}
+            >= {("disk", "full.dump.zst"), ("r2", "full.dump.zst")})
     r2_key = next(a["key"] for a in result["artifacts"] if a["storage"] == "r2" and a["name"] == "manifest.json")
     assert r2_key.startswith("prod/app/")
 

@@ -117,14 +117,16 @@ def test_row_counts_come_from_the_dump_snapshot_and_big_tables_are_estimated(ric
 
 @pytest.mark.django_db(transaction=True)
 def test_globals_are_dumped_without_role_passwords(rich_database):
-    psql(rich_database.dbname, "DROP ROLE IF EXISTS rs_app_role; CREATE ROLE rs_app_role LOGIN PASSWORD 'pw-never-dumped'")
+    psql(rich_database.dbname,
+         "DROP ROLE IF EXISTS rs_app_role; CREATE ROLE rs_app_role LOGIN PASSWORD 'pw-never-dumped'")
     try:
         rich_database.include_globals = True
         rich_database.save()
         run = backup_inline(rich_database)
         artifact = run.artifacts.get(name="globals.sql")
         text = b"".join(backend_for(artifact.storage).read(artifact.key)).decode()
-        assert "rs_app_role" in text and "pw-never-dumped" not in text and "PASSWORD" not in text.upper().replace("NOPASSWORD", "")
+        assert ("rs_app_role" in text and "pw-never-dumped" not in text
+                and "PASSWORD" not in text.upper().replace("NOPASSWORD", ""))
     finally:
         psql("postgres", "DROP ROLE IF EXISTS rs_app_role")
 

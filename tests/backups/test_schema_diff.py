@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from backups.services import create_backup_run
 from backups.views import schema_lines
-from tests.browser import at_both_widths, browser, needs_chromium  # noqa: F401
+from tests.browser import at_both_widths, needs_chromium
 from tests.conftest import psql
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -75,4 +75,5 @@ def test_the_schema_diff_page_renders_in_each_state_at_both_widths(browser, live
     }
     for name, (query, selector, text) in states.items():
         at_both_widths(browser, live_server.url, viewer.username, f"/databases/app/schema-diff/{query}",
-                       f"schema-diff-{name}", lambda page, s=selector, t=text: expect(page.locator(s)).to_contain_text(t))
+                       f"schema-diff-{name}",
+                       lambda page, s=selector, t=text: expect(page.locator(s)).to_contain_text(t))

@@ -15,7 +15,7 @@ from backups.models import Artifact, BackupRun, PitrSetup, Storage
 from backups.storage import backend_for
 from controlpanel.jobs import Status
 from controlpanel.models import AuditEvent
-from tests.browser import at_both_widths, browser, needs_chromium  # noqa: F401
+from tests.browser import at_both_widths, needs_chromium
 from tests.conftest import S3_KEYS, make_user
 
 SECRET = S3_KEYS["aws_secret_access_key"]
@@ -146,9 +146,11 @@ def test_a_storage_in_use_is_not_deleted_and_the_reason_is_given(admin_client, s
     assert "used by database app" in response["HX-Trigger"] and '"error"' in response["HX-Trigger"]
 
     source_database.offsite_storages.add(s3_storage)
-    assert "used by database app" in admin_client.post("/storages/offsite/delete/", HTTP_HX_REQUEST="true")["HX-Trigger"]
+    assert "used by database app" in admin_client.post("/storages/offsite/delete/",
+                                                       HTTP_HX_REQUEST="true")["HX-Trigger"]
     source_database.offsite_storages.clear()
-    PitrSetup.objects.create(database=source_database, stanza="app", repo_path=str(tmp_path), offsite_storage=s3_storage)
+    PitrSetup.objects.create(database=source_database, stanza="app", repo_path=str(tmp_path),
+                             offsite_storage=s3_storage)
     response = admin_client.post("/storages/offsite/delete/", follow=True)  # without JavaScript: a page
     assert any("used by database app" in m for m in messages_of(response))
     assert Storage.objects.count() == 2 and not AuditEvent.objects.filter(action="storage.delete").exists()
@@ -170,7 +172,8 @@ def test_deleting_a_storage_forgets_it_and_leaves_its_files(admin_client, source
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_storage.bucket).get("Contents", [])]
     assert keys == ["restorable/app/full.dump"]
     event = AuditEvent.objects.get(action="storage.delete")
-    assert event.summary == f"Storage offsite (s3://{s3_storage.bucket}/restorable) deleted; its files were left in place"
+    assert event.summary == (f"Storage offsite (s3://{s3_storage.bucket}/restorable) deleted; "
+                             "its files were left in place")
     assert event.user is not None and SECRET not in str(event.details)
 
 

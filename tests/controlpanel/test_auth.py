@@ -63,7 +63,8 @@ def test_roles_carry_the_right_permissions(viewer, operator, panel_admin):
 def test_viewer_cannot_start_a_backup_but_operator_can(client, viewer, operator, source_database,
                                                        django_capture_on_commit_callbacks, monkeypatch):
     sent = []
-    monkeypatch.setattr("controlpanel.jobs.send", lambda job, queue: sent.append(job.pk) or type("R", (), {"id": "t"})())
+    monkeypatch.setattr("controlpanel.jobs.send",
+                        lambda job, queue: sent.append(job.pk) or type("R", (), {"id": "t"})())
     client.force_login(viewer)
     assert client.post(f"/databases/{source_database.name}/backup/").status_code == 403
     assert not BackupRun.objects.exists()

@@ -32,7 +32,8 @@ def test_routine_lines_of_housekeeping_tasks_are_dropped_and_the_rest_kept():
     # A backup's lines, a failure of the reaper, and what the reaper itself says are kept.
     assert quiet.filter(record("celery.app.trace", logging.INFO, LOG_SUCCESS,
                                {"name": "backups.tasks.backup", "id": "x", "runtime": 3.2, "return_value": None}))
-    assert quiet.filter(record("celery.app.trace", logging.ERROR, "Task %(name)s[%(id)s] raised", {"name": reap, "id": "x"}))
+    assert quiet.filter(record("celery.app.trace", logging.ERROR, "Task %(name)s[%(id)s] raised",
+                               {"name": reap, "id": "x"}))
     assert quiet.filter(record("controlpanel.tasks", logging.WARNING, "reaped %d %s", (1, "backup runs")))
 
 
@@ -50,7 +51,8 @@ def test_an_idle_panel_prints_nothing_after_it_started(panel):  # noqa: F811
     time.sleep(16)
     text = log.read_text()
     assert "No hostname was supplied" not in text
-    idle = [line for line in text[started:].splitlines() if "GET /favicon.ico" not in line and "GET /static/" not in line]
+    idle = [line for line in text[started:].splitlines()
+            if "GET /favicon.ico" not in line and "GET /static/" not in line]
     assert not any("reap_dead_jobs" in line or "Sending due task" in line for line in idle), idle[:20]
 
 

@@ -139,7 +139,7 @@ def test_up_names_the_kept_sandboxes_it_leaves_running_and_removes_the_rest(pane
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
         out = (tmp / "up.log").read_text()
-        line = next((l for l in out.splitlines() if kept.name in l), "")
+        line = next((row for row in out.splitlines() if kept.name in row), "")
         assert re.search(rf"port {kept_port}\s+until \d{{4}}-\d\d-\d\d \d\d:\d\d .*restore #7", line), out[-2000:]
         assert json.loads((kept.directory / LABEL).read_text())["kept"] is True
         with psycopg.connect(host="127.0.0.1", port=int(kept_port), user="postgres", dbname="postgres") as conn:

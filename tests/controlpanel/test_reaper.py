@@ -14,7 +14,8 @@ from drills.models import Drill
 def test_reaper_fails_a_run_whose_heartbeat_stopped(source_database, settings):
     run = BackupRun.objects.create(database=source_database)
     assert run.claim("worker-that-dies")
-    BackupRun.objects.filter(pk=run.pk).update(heartbeat=timezone.now() - timedelta(seconds=settings.HEARTBEAT_GRACE + 5))
+    BackupRun.objects.filter(pk=run.pk).update(
+        heartbeat=timezone.now() - timedelta(seconds=settings.HEARTBEAT_GRACE + 5))
     alive = BackupRun.objects.create(database=source_database, status=Status.SUCCEEDED)
     drill = Drill.objects.create(database=source_database, status=Status.RUNNING,
                                  heartbeat=timezone.now() - timedelta(hours=1))

@@ -11,11 +11,14 @@ from controlpanel import env
 
 
 def start_django(tmp_path, **variables) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "RESTORABLE_", "DATABASE_URL", "CELERY_"))}
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("DJANGO_", "RESTORABLE_", "DATABASE_URL", "CELERY_"))}
     environ.update({"RESTORABLE_DATA_DIR": str(tmp_path / "data"), **variables})
     return subprocess.run(
-        [sys.executable, "-c", "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='controlpanel.settings'; django.setup(); "
-         "from django.conf import settings; print(settings.DATABASES['default']['ENGINE'], settings.CELERY_BROKER_URL)"],
+        [sys.executable, "-c",
+         "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='controlpanel.settings'; django.setup(); "
+         "from django.conf import settings; "
+         "print(settings.DATABASES['default']['ENGINE'], settings.CELERY_BROKER_URL)"],
         capture_output=True, text=True, env=environ, cwd=os.getcwd(),
     )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import browser, log_in, needs_chromium, shot  # noqa: F401
+from tests.browser import log_in, needs_chromium, shot
 from tests.conftest import PG, make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium]

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 from backups.models import BackupRun
 from backups.services import start_backup
 from controlpanel.jobs import Status
-from tests.browser import at_both_widths, browser, log_in, needs_chromium, shot  # noqa: F401
+from tests.browser import at_both_widths, log_in, needs_chromium, shot
 from tests.conftest import psql
 
 

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from backups.models import BackupRun
 from controlpanel.jobs import Status
 from drills.models import Drill
-from tests.browser import at_both_widths, browser, log_in, needs_chromium, shot  # noqa: F401
+from tests.browser import at_both_widths, log_in, needs_chromium, shot
 from tests.conftest import psql
 
 PASSING = {"query": "SELECT count(*) FROM public.orders", "value": "2500", "expected": "2500", "ok": True}
@@ -56,7 +56,8 @@ STATES = {
     "queued": ["Queued"],
     "running": ["Running", "Running smoke queries", "1.20 s"],
     "passed": ["Succeeded", "2500", "no row", "all match", "within"],
-    "failed": ["Failed", "2 smoke queries failed", "12", 'relation "nowhere" does not exist', "public.users", "missing"],
+    "failed": ["Failed", "2 smoke queries failed", "12", 'relation "nowhere" does not exist',
+               "public.users", "missing"],
     "cancelled": ["Cancelled", "Cancelled by ada."],
     "pitr": ["Succeeded", "RPO 0.8 s", "OVER", 'relation "nowhere" does not exist'],
 }

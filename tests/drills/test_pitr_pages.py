@@ -82,7 +82,7 @@ def test_base_backup_and_pitr_drill_buttons_queue_audited_jobs(client, archiving
     assert job.kind == "diff" and job.status == Status.QUEUED and job.celery_task_id == "task-1"
     # pgBackRest runs on the database host: its agent's queue (this one has none set: the default agent).
     assert sent.calls[0] == ("backups.tasks.base_backup", job.pk, settings.AGENT_QUEUE)
-    assert "base backup #%d of app queued" % job.pk in response.content.decode()
+    assert f"base backup #{job.pk} of app queued" in response.content.decode()
     assert AuditEvent.objects.filter(action="base_backup.start", user=operator).exists()
 
     response = client.post("/databases/app/pitr/base-backup/", {"kind": "full"}, follow=True)

@@ -41,14 +41,16 @@ def test_a_missing_major_version_is_refused_with_how_to_install_it():
     with pytest.raises(ToolMissing) as info:
         LocalSandboxes().create(11)
     message = str(info.value)
-    assert "PostgreSQL 11" in message and "apt-get install postgresql-11" in message and "installed majors: 15" in message
+    assert ("PostgreSQL 11" in message and "apt-get install postgresql-11" in message
+            and "installed majors: 15" in message)
     assert list(sandbox_root().iterdir()) == []
 
 
 def test_a_sandbox_of_a_killed_worker_is_reaped(worker_env):
     code = ("import django, sys; django.setup(); from drills.sandboxes import LocalSandboxes; "
             "s = LocalSandboxes().create(15); print(s.directory, flush=True); import time; time.sleep(600)")
-    proc = subprocess.Popen([sys.executable, "-c", code], env={**worker_env, "DJANGO_SETTINGS_MODULE": "controlpanel.settings"},
+    proc = subprocess.Popen([sys.executable, "-c", code],
+                            env={**worker_env, "DJANGO_SETTINGS_MODULE": "controlpanel.settings"},
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
     directory = Path(proc.stdout.readline().strip())
     postmaster = int((directory / "data" / "postmaster.pid").read_text().splitlines()[0])

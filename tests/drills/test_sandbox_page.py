@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from controlpanel.jobs import Status
 from drills.models import Restore
 from drills.sandboxes import LABEL, LocalSandboxes, reap_sandboxes
-from tests.browser import at_both_widths, browser, needs_chromium  # noqa: F401
+from tests.browser import at_both_widths, needs_chromium
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -93,7 +93,8 @@ def test_truncated_and_missing_objects_are_caught(backed_up, s3_storage, s3_clie
 def test_a_schema_that_does_not_replay_fails_and_says_where(backed_up):
     artifact = backed_up.artifacts.get(storage__name="local", name="schema.sql")
     backend = backend_for(artifact.storage)
-    text = b"".join(backend.read(artifact.key)).decode() + "\nCREATE TABLE public.broken (id int REFERENCES public.nowhere(id));\n"
+    text = (b"".join(backend.read(artifact.key)).decode()
+            + "\nCREATE TABLE public.broken (id int REFERENCES public.nowhere(id));\n")
     data = text.encode()
     backend.put_bytes(artifact.key, data)
     import hashlib
@@ -134,7 +135,8 @@ def test_periodic_reverification_checks_every_copy_without_a_sandbox(backed_up):
 def test_verify_cli_json_lists_each_check_and_exits_non_zero_on_failure(backed_up, s3_storage, s3_client, capsys):
     call_command("verify", str(backed_up.pk), "--inline", "--json")
     result = json.loads(capsys.readouterr().out)
-    assert result["status"] == "succeeded" and {"storage", "artifact", "check", "ok", "detail"} <= set(result["checks"][0])
+    assert (result["status"] == "succeeded"
+            and {"storage", "artifact", "check", "ok", "detail"} <= set(result["checks"][0]))
     flip_byte(s3_client, s3_storage, backed_up.artifacts.get(storage=s3_storage, name="manifest.json").key, 5)
     with pytest.raises(SystemExit) as exit_info:
         call_command("verify", str(backed_up.pk), "--inline")

@@ -31,8 +31,9 @@ def start_worker(env, log):
 
 def test_sigkill_mid_upload_fails_the_run_and_leaves_nothing(worker_env, source_database, s3_storage, s3_client,
                                                              tmp_path, settings):
-    psql(source_database.dbname, "CREATE TABLE blobs AS SELECT i, decode(string_agg(md5(random()::text || j), ''), 'hex') b "
-                                 "FROM generate_series(1, 3000) i, generate_series(1, 4096) j GROUP BY i")
+    psql(source_database.dbname,
+         "CREATE TABLE blobs AS SELECT i, decode(string_agg(md5(random()::text || j), ''), 'hex') b "
+         "FROM generate_series(1, 3000) i, generate_series(1, 4096) j GROUP BY i")
     source_database.offsite_storages.add(s3_storage)
     env = {**worker_env, "RESTORABLE_HEARTBEAT_SECONDS": "1"}
     log = open(tmp_path / "worker.log", "wb")

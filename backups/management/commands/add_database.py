@@ -50,7 +50,8 @@ class Command(TextArgsMixin, BaseCommand):
             "timezone": o["timezone"] or (instance.timezone if instance.pk else "UTC"),
             "primary_storage": storages[o["storage"]].pk,
             "offsite_storages": [storages[n].pk for n in offsite],
-            "include_globals": o["globals"] if o["globals"] is not None else bool(instance.pk and instance.include_globals),
+            "include_globals": (o["globals"] if o["globals"] is not None
+                                else bool(instance.pk and instance.include_globals)),
             "rto_budget_seconds": 3600,
             "rpo_budget_seconds": 86400,
             "test_connection": not o["no_test"],

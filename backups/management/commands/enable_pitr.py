@@ -18,7 +18,8 @@ class Command(TextArgsMixin, BaseCommand):
         parser.add_argument("name")
         parser.add_argument("--repo-path", default="", help="local repository directory (repo 1)")
         parser.add_argument("--offsite", help="S3-compatible storage for repository 2")
-        parser.add_argument("--passphrase-env", metavar="VAR", help="env variable with a repository encryption passphrase")
+        parser.add_argument("--passphrase-env", metavar="VAR",
+                            help="env variable with a repository encryption passphrase")
         parser.add_argument("--no-verify-tls", action="store_true", help="do not verify the S3 endpoint's certificate")
         parser.add_argument("--heartbeat-seconds", type=int, metavar="N",
                             help="opt-in: write a restorable_heartbeat row every N s (>= 5) for exact PITR RPO")
@@ -52,7 +53,8 @@ class Command(TextArgsMixin, BaseCommand):
             for step in report.steps:
                 self.stdout.write(f"{'ok  ' if step.ok else 'FAIL'} {step.step}: {step.detail}")
             if report.postgresql_conf:
-                self.stdout.write("\npostgresql.conf lines for this database:\n  " + "\n  ".join(report.postgresql_conf))
+                self.stdout.write("\npostgresql.conf lines for this database:\n  "
+                                  + "\n  ".join(report.postgresql_conf))
         if not report.ok:
             raise SystemExit(1)
 

@@ -32,5 +32,6 @@ class Command(TextArgsMixin, BaseCommand):
             self.stdout.write("No databases yet: add one with `manage.py add_database`.")
         for row in rows:
             last = row["last_run"]
-            state = f"#{last['id']} {last['status']} ({last['verified']}) at {last['created']}" if last else "never backed up"
+            state = (f"#{last['id']} {last['status']} ({last['verified']}) at {last['created']}" if last
+                     else "never backed up")
             self.stdout.write(f"{row['database']}: {state}")
