@@ -14,8 +14,7 @@ import pwd
 import shutil
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -208,7 +207,7 @@ class PgBackRest:
         if target_time is None:
             args += ["--type=default"]
         else:
-            stamp = target_time.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+            stamp = target_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
             args += ["--type=time", f"--target={stamp}", "--target-action=promote"]
         self.run(*[a for a in args if a], "restore", timeout=settings.CELERY_TASK_TIME_LIMIT)
 
@@ -219,7 +218,7 @@ def earliest_reachable(info: dict) -> datetime | None:
     backup that stopped before the target: the first reachable instant is the
     next second."""
     stops = [b["timestamp"]["stop"] for b in (info or {}).get("backup", []) if b.get("timestamp", {}).get("stop")]
-    return datetime.fromtimestamp(min(stops) + 1, tz=dt_timezone.utc) if stops else None
+    return datetime.fromtimestamp(min(stops) + 1, tz=UTC) if stops else None
 
 
 def _allow_traverse(path: Path) -> None:

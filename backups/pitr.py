@@ -2,8 +2,7 @@
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -116,8 +115,8 @@ def fields_of(backup: dict) -> dict:
         "phase": "done", "label": backup.get("label", ""), "size_bytes": info.get("size"),
         "repo_size_bytes": info.get("repository", {}).get("size"),
         "wal_start": archive.get("start") or "", "wal_stop": archive.get("stop") or "",
-        "backup_start": datetime.fromtimestamp(stamp["start"], tz=dt_timezone.utc) if stamp.get("start") else None,
-        "backup_stop": datetime.fromtimestamp(stamp["stop"], tz=dt_timezone.utc) if stamp.get("stop") else None,
+        "backup_start": datetime.fromtimestamp(stamp["start"], tz=UTC) if stamp.get("start") else None,
+        "backup_stop": datetime.fromtimestamp(stamp["stop"], tz=UTC) if stamp.get("stop") else None,
     }
 
 

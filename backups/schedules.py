@@ -1,8 +1,7 @@
 """Per-database schedules as django-celery-beat rows (editable in the UI)."""
 
 import json
-from datetime import timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -83,7 +82,7 @@ def next_runs(expression: str, tz: str, start=None, count: int = 5) -> list:
         schedule = row.schedule
         schedule.nowfun = lambda moment=moment: moment.astimezone(ZoneInfo(tz))
         # Arithmetic in UTC: adding to a wall-clock time goes wrong across DST.
-        moment = (moment.astimezone(dt_timezone.utc) + schedule.remaining_estimate(moment)).astimezone(ZoneInfo(tz))
+        moment = (moment.astimezone(UTC) + schedule.remaining_estimate(moment)).astimezone(ZoneInfo(tz))
         times.append(moment)
         moment = moment + timedelta(seconds=1)
     return times

@@ -14,7 +14,7 @@ about the day it is needed.
 """
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.conf import settings
 
@@ -68,4 +68,4 @@ def reap_sandboxes(now: float | None = None) -> int:
 def list_sandboxes() -> list[SandboxInfo]:
     """This host's sandboxes (and the Docker engine's, with that backend), soonest expiry first."""
     found = local.list_directories() + (docker.list_containers() if docker_backend() else [])
-    return sorted(found, key=lambda s: (s.expires or datetime.max.replace(tzinfo=timezone.utc), s.name))
+    return sorted(found, key=lambda s: (s.expires or datetime.max.replace(tzinfo=UTC), s.name))

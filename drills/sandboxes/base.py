@@ -6,7 +6,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -165,10 +165,10 @@ class SandboxInfo:
 
     @property
     def expired(self) -> bool:
-        return self.expires is not None and self.expires < datetime.now(timezone.utc)
+        return self.expires is not None and self.expires < datetime.now(UTC)
 
 def _when(value) -> datetime | None:
-    return datetime.fromtimestamp(value, timezone.utc) if isinstance(value, (int, float)) and value else None
+    return datetime.fromtimestamp(value, UTC) if isinstance(value, (int, float)) and value else None
 
 def sandbox_info(name: str, backend: str, label: dict, host: str, busy: bool) -> SandboxInfo:
     return SandboxInfo(name=name, backend=backend, major=label.get("major"), host=host, port=label.get("port") or 0,

@@ -3,7 +3,7 @@
 import hashlib
 import json
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import zstandard
@@ -97,7 +97,7 @@ def test_a_slow_drill_is_flagged_over_budget(verified_run):
 
 
 def test_the_first_sunday_schedule_fires_on_the_right_dates_for_a_year():
-    fired = next_runs("0 5 1-7 * 0", "Europe/Berlin", datetime(2027, 1, 1, tzinfo=timezone.utc), 12)
+    fired = next_runs("0 5 1-7 * 0", "Europe/Berlin", datetime(2027, 1, 1, tzinfo=UTC), 12)
     assert [t.date().isoformat() for t in fired] == [
         "2027-01-03", "2027-02-07", "2027-03-07", "2027-04-04", "2027-05-02", "2027-06-06",
         "2027-07-04", "2027-08-01", "2027-09-05", "2027-10-03", "2027-11-07", "2027-12-05",
