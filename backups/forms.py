@@ -193,6 +193,7 @@ class PolicyForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        assert cleaned is not None  # Django's ModelForm.clean() returns cleaned_data
         method, level = cleaned.get("compression"), cleaned.get("compression_level")
         if level is not None:
             if method == BackupPolicy.Compression.NONE:

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from django.conf import settings
 
-from backups.pgtools import ConnInfo, PgError, connect
+from backups.pgtools import ConnInfo, PgError, connect, one_row
 from controlpanel.cancel import run_tool
 
 log = logging.getLogger("restorable.pitr")
@@ -236,10 +236,10 @@ def _allow_traverse(path: Path) -> None:
 def read_archiver(info: ConnInfo) -> Archiver:
     """pg_stat_archiver and the archive settings of the source server."""
     with connect(info) as conn:
-        row = conn.execute(
+        row = one_row(conn.execute(
             "SELECT archived_count, last_archived_wal, last_archived_time, failed_count, last_failed_wal, "
             "last_failed_time, current_setting('archive_mode'), current_setting('archive_command') "
-            "FROM pg_stat_archiver").fetchone()
+            "FROM pg_stat_archiver"))
     return Archiver(*row)
 
 
@@ -247,9 +247,9 @@ def discover(info: ConnInfo) -> dict:
     """Data directory, socket directory and version of the source server."""
     try:
         with connect(info) as conn:
-            values = conn.execute(
+            values = one_row(conn.execute(
                 "SELECT current_setting('data_directory'), current_setting('unix_socket_directories'), "
-                "current_setting('server_version_num')::int, current_setting('wal_level')").fetchone()
+                "current_setting('server_version_num')::int, current_setting('wal_level')"))
     except PgError:
         raise
     except Exception as exc:  # insufficient privilege to read data_directory

@@ -6,6 +6,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import psycopg.conninfo
@@ -47,9 +48,10 @@ class ConnInfo:
         except (psycopg.ProgrammingError, UnicodeError, ValueError):
             raise PgError("The connection string is not valid (libpq key=value or postgresql:// URL, "
                           "one numeric port).") from None
-        return cls(params.get("host") or "127.0.0.1", port,
-                   params.get("dbname") or "postgres", params.get("user") or "postgres",
-                   params.get("password") or "", params.get("sslmode") or "prefer")
+        # conninfo_to_dict() of a string gives strings only (ints come from keyword arguments).
+        return cls(str(params.get("host") or "127.0.0.1"), port,
+                   str(params.get("dbname") or "postgres"), str(params.get("user") or "postgres"),
+                   str(params.get("password") or ""), str(params.get("sslmode") or "prefer"))
 
     def kwargs(self, **overrides) -> dict:
         params = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user,
@@ -107,6 +109,19 @@ def first_line(text: str) -> str:
     return lines[0] if lines else ""
 
 
+def one_row(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    """The row of a query that always returns one (SHOW, an aggregate, SELECT f(), pg_stat_archiver)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise PgError("The server returned no row for a query that always returns one.")
+    return row
+
+
+def one_value(cursor: psycopg.Cursor[Any]) -> Any:
+    """The first column of one_row()."""
+    return one_row(cursor)[0]
+
+
 def connect(info: ConnInfo, **overrides) -> psycopg.Connection:
     try:
         return psycopg.connect(**info.kwargs(**overrides))
@@ -128,8 +143,8 @@ class ServerCheck:
 def check_server(info: ConnInfo) -> ServerCheck:
     """Connect, read the version and list tables this user may not SELECT."""
     with connect(info) as conn:
-        version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])
-        version = conn.execute("SHOW server_version").fetchone()[0]
+        version_num = int(one_value(conn.execute("SHOW server_version_num")))
+        version = one_value(conn.execute("SHOW server_version"))
         unreadable = [
             row[0] for row in conn.execute(
                 """SELECT format('%I.%I', n.nspname, c.relname)

@@ -17,7 +17,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
 
 import psycopg
 import zstandard
@@ -25,9 +27,17 @@ from django.conf import settings
 from django.utils import timezone
 from psycopg import sql
 
-from backups.models import Artifact, BackupPolicy, BackupRun
-from backups.pgtools import ConnectionProblem, ConnInfo, connect, explain_connection_error, tool_for, tool_version
-from backups.storage import StorageError, Writer, backend_for
+from backups.models import Artifact, BackupPolicy, BackupRun, Storage
+from backups.pgtools import (
+    ConnectionProblem,
+    ConnInfo,
+    connect,
+    explain_connection_error,
+    one_value,
+    tool_for,
+    tool_version,
+)
+from backups.storage import Backend, StorageError, Writer, backend_for
 from controlpanel.cancel import cancellable, on_cancel
 from controlpanel.jobs import with_metadata_retries
 
@@ -51,10 +61,17 @@ class StoredFile:
     compression: str = ""
 
 
+class Compressor(Protocol):
+    """A zstandard compressobj(): what pump() needs of a stream compressor."""
+
+    def compress(self, data: bytes) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
 class Tee:
     """Fans one byte stream out to a writer per storage, hashing as it goes."""
 
-    def __init__(self, writers: list[tuple[object, str, Writer]]):
+    def __init__(self, writers: list[tuple[Storage, str, Writer]]):
         self.writers = writers
         self.digest = hashlib.sha256()
         self.size = 0
@@ -113,10 +130,11 @@ def choose_compression(policy: BackupPolicy | None, pg_dump_major: int) -> Compr
 class Background(threading.Thread):
     """Calls fn(*args, **kwargs) on a thread; result() joins and re-raises."""
 
-    def __init__(self, fn, *args, **kwargs):
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any):
         super().__init__(daemon=True, name=f"background-{getattr(fn, '__name__', 'call')}")
         self.call = (fn, args, kwargs)
-        self.value, self.error = None, None
+        self.value: Any = None
+        self.error: BaseException | None = None
         self.start()
 
     def run(self) -> None:
@@ -126,7 +144,7 @@ class Background(threading.Thread):
         except BaseException as exc:  # handed to the caller by result()
             self.error = exc
 
-    def result(self):
+    def result(self) -> Any:
         self.join()
         if self.error is not None:
             raise self.error
@@ -183,7 +201,7 @@ class RowCounter(threading.Thread):
                     self.counts[name] = {"rows": int(estimate), "exact": False}
                 else:
                     query = sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, table))
-                    rows = self.conn.execute(query).fetchone()[0]
+                    rows = one_value(self.conn.execute(query))
                     self.counts[name] = {"rows": rows, "exact": True}
         except Exception as exc:  # reported by result()
             self.error = exc
@@ -195,7 +213,7 @@ class RowCounter(threading.Thread):
         return self.counts
 
 
-def widen_pipe(pipe) -> None:
+def widen_pipe(pipe: IO[bytes]) -> None:
     """A 1 MB pipe instead of 64 KB: pg_dump blocks less and we wake up less."""
     try:
         fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, CHUNK)
@@ -203,17 +221,18 @@ def widen_pipe(pipe) -> None:
         pass  # above /proc/sys/fs/pipe-max-size for an unprivileged user: keep the default
 
 
-def stream_command(argv: list[str], env: dict, tee: Tee, progress: Progress, what: str,
-                   info: ConnInfo, compressor=None) -> int:
+def stream_command(argv: list[str], env: dict[str, str], tee: Tee, progress: Progress, what: str,
+                   info: ConnInfo, compressor: Compressor | None = None) -> int:
     """Run ARGV and stream its stdout into TEE; returns the raw bytes read.
     A cancel of the job stops the process (see controlpanel.cancel)."""
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env, stdin=subprocess.DEVNULL,
                                 start_new_session=True)  # a cancel signals its whole group
+        assert proc.stdout is not None  # stdout=PIPE above
         widen_pipe(proc.stdout)
         try:
             with cancellable(proc):
-                raw = pump(proc, tee, progress, compressor)
+                raw = pump(proc.stdout, tee, progress, compressor)
             returncode = proc.wait()
         except BaseException:
             proc.kill()
@@ -230,10 +249,10 @@ def stream_command(argv: list[str], env: dict, tee: Tee, progress: Progress, wha
     return raw
 
 
-def pump(proc, tee: Tee, progress: Progress, compressor=None) -> int:
+def pump(output: IO[bytes], tee: Tee, progress: Progress, compressor: Compressor | None = None) -> int:
     """Read the process's output to the end into TEE; returns the raw bytes read."""
     raw = 0
-    while chunk := proc.stdout.read(CHUNK):
+    while chunk := output.read(CHUNK):
         raw += len(chunk)
         data = compressor.compress(chunk) if compressor else chunk
         if data:
@@ -265,11 +284,11 @@ class Backup:
         self.stored: list[StoredFile] = []
         self.progress = Progress(run)
 
-    def key(self, backend, name: str) -> str:
+    def key(self, backend: Backend, name: str) -> str:
         return backend.key(self.database.name, self.run.stamp, name)
 
     def open_tee(self, name: str, expected_size: int = 0) -> Tee:
-        writers = []
+        writers: list[tuple[Storage, str, Writer]] = []
         try:
             for storage, backend in self.targets:
                 key = self.key(backend, name)
@@ -279,7 +298,8 @@ class Backup:
             raise
         return Tee(writers)
 
-    def store_stream(self, name: str, argv: list[str], env: dict, what: str, compressor=None,
+    def store_stream(self, name: str, argv: list[str], env: dict[str, str], what: str,
+                     compressor: Compressor | None = None,
                      compression: str = "", expected_size: int = 0, progress: "Progress | None" = None) -> StoredFile:
         progress = progress or self.progress
         tee = self.open_tee(name, expected_size)
@@ -331,8 +351,8 @@ class Backup:
         with connect(self.info) as conn, contextlib.ExitStack() as stack:
             conn.read_only = True
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])
-            server_version = conn.execute("SHOW server_version").fetchone()[0]
+            version_num = int(one_value(conn.execute("SHOW server_version_num")))
+            server_version = one_value(conn.execute("SHOW server_version"))
             if database.server_version != version_num:
                 type(database).objects.filter(pk=database.pk).update(server_version=version_num)
             pg_dump = tool_for("pg_dump", version_num // 10000)
@@ -341,12 +361,12 @@ class Backup:
             compression = choose_compression(getattr(database, "policy", None), pg_dump_major)
             run.beat(phase="snapshot", server_version=server_version, pg_dump_version=pg_dump_version,
                      compression=compression.label)
-            database_size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+            database_size = one_value(conn.execute("SELECT pg_database_size(current_database())"))
             run.beat(details={**run.details, "database_size": database_size})
             # The transaction that exported the snapshot must stay open until
             # pg_dump has started on it, and the counts read from it: hold it.
             # From here on only the counting thread uses this connection.
-            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            snapshot = one_value(conn.execute("SELECT pg_export_snapshot()"))
             counter = RowCounter(conn, settings.ROW_COUNT_EXACT_LIMIT)
             stack.enter_context(on_cancel(conn.cancel_safe))  # a cancel stops the counting query too
             counter.start()
@@ -384,7 +404,8 @@ class Backup:
         size = sum(s.size for s in self.stored)
         return {"phase": "done", "size_bytes": size, "row_counts": row_counts}
 
-    def manifest(self, server_version, version_num, pg_dump_version, compression, row_counts) -> dict:
+    def manifest(self, server_version: str, version_num: int, pg_dump_version: str, compression: Compression,
+                 row_counts: dict[str, dict]) -> dict:
         dump = next(s for s in self.stored if s.name.startswith("full.dump"))
         restore = ["pg_restore --list full.dump > /dev/null",
                    "createdb NEW_NAME && pg_restore --jobs 4 --no-owner --dbname NEW_NAME full.dump"]

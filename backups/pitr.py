@@ -53,7 +53,7 @@ def enable(setup: PitrSetup) -> EnableReport:
     """Discover, configure, create the stanza and check archiving; each step reported."""
     report = EnableReport()
     engine = PgBackRest(setup)
-    if setup.offsite_storage_id and setup.offsite_storage.lifecycle_days:
+    if setup.offsite_storage is not None and setup.offsite_storage.lifecycle_days:
         report.steps.append(Step("repository", False, (
             f"Storage {setup.offsite_storage.name!r} has a bucket lifecycle rule, which would expire pgBackRest's "
             "files by age and break the repository: use a storage without one (pgBackRest keeps its own "

@@ -10,14 +10,22 @@ import logging
 import os
 import posixpath
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from backups.models import Storage
 
 READ_CHUNK = 1024 * 1024
 
@@ -53,20 +61,28 @@ class StoredObject:
     size: int
 
 
-class Writer:
+class Writer(ABC):
     """A streaming upload of one object: write() chunks, then commit() or abort().
 
     abort() after commit() removes the object too: when one storage of a run
     fails, the copies already committed on the others must go as well.
     """
 
+    @abstractmethod
     def write(self, data: bytes) -> None: ...
-    def commit(self) -> int: ...
+
+    @abstractmethod
+    def commit(self) -> int:
+        """Make the object visible; returns its size in bytes."""
+
+    @abstractmethod
     def abort(self) -> None: ...
 
 
-class Backend:
-    def __init__(self, storage):
+class Backend(ABC):
+    """What the pipeline, retention, drills and views use of a storage; LocalBackend and S3Backend implement it."""
+
+    def __init__(self, storage: "Storage"):
         self.storage = storage
 
     def key(self, *parts: str) -> str:
@@ -80,6 +96,29 @@ class Backend:
         except BaseException:
             writer.abort()
             raise
+
+    @abstractmethod
+    def open_writer(self, key: str, expected_size: int = 0) -> Writer:
+        """A streaming writer of KEY; EXPECTED_SIZE (0: unknown) lets S3 size its parts."""
+
+    @abstractmethod
+    def read(self, key: str) -> Iterator[bytes]:
+        """The object's bytes in chunks; StorageError if it is missing or unreadable."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[StoredObject]:
+        """The objects whose key (relative to the storage's prefix) starts with PREFIX."""
+
+    @abstractmethod
+    def test(self) -> None:
+        """Raise StorageError unless the storage can be written, read and deleted from."""
+
+    @abstractmethod
+    def set_lifecycle(self, days: int | None) -> None:
+        """Expire objects after DAYS on the storage's side; None: no such rule."""
 
 
 class LocalBackend(Backend):
@@ -99,7 +138,7 @@ class LocalBackend(Backend):
     def open_writer(self, key: str, expected_size: int = 0) -> Writer:
         return LocalWriter(self._path(key), self.storage.name)
 
-    def read(self, key: str):
+    def read(self, key: str) -> Iterator[bytes]:
         try:
             with open(self._path(key), "rb") as fh:
                 while chunk := fh.read(READ_CHUNK):
@@ -122,7 +161,7 @@ class LocalBackend(Backend):
 
     def list(self, prefix: str = "") -> list[StoredObject]:
         base = self.root.resolve()
-        found = []
+        found: list[StoredObject] = []
         for path in sorted(base.rglob("*")):
             if path.is_file() and not path.name.endswith(".partial"):
                 key = path.relative_to(base).as_posix()
@@ -192,7 +231,7 @@ class LocalWriter(Writer):
             self.committed = False
 
 
-def explain_s3_error(storage, exc: Exception, key: str = "") -> StorageError:
+def explain_s3_error(storage: "Storage", exc: Exception, key: str = "") -> StorageError:
     """A boto3 error as a domain exception with a plain sentence; never the keys."""
     where = f"storage {storage.name!r} (bucket {storage.bucket!r})"
     if isinstance(exc, (EndpointConnectionError, BotoConnectionError, ReadTimeoutError)):
@@ -217,10 +256,10 @@ def explain_s3_error(storage, exc: Exception, key: str = "") -> StorageError:
 
 
 class S3Backend(Backend):
-    _client = None
+    _client: "S3Client | None" = None
 
     @property
-    def client(self):
+    def client(self) -> "S3Client":
         if self._client is None:
             s = self.storage
             config = Config(
@@ -242,7 +281,7 @@ class S3Backend(Backend):
             )
         return self._client
 
-    def _extra(self) -> dict:
+    def _extra(self) -> dict[str, Any]:
         sse = self.storage.server_side_encryption
         return {"ServerSideEncryption": sse} if sse else {}
 
@@ -252,7 +291,7 @@ class S3Backend(Backend):
         part_size = max(self.storage.multipart_chunk_mb * 1024 * 1024, -(-2 * expected_size // 5000))
         return S3Writer(self, key, part_size)
 
-    def read(self, key: str):
+    def read(self, key: str) -> Iterator[bytes]:
         try:
             body = self.client.get_object(Bucket=self.storage.bucket, Key=key)["Body"]
             while chunk := body.read(READ_CHUNK):
@@ -268,7 +307,7 @@ class S3Backend(Backend):
 
     def list(self, prefix: str = "") -> list[StoredObject]:
         full = posixpath.join(self.storage.prefix, prefix) if self.storage.prefix else prefix
-        found = []
+        found: list[StoredObject] = []
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.storage.bucket, Prefix=full):
                 found.extend(StoredObject(o["Key"], o["Size"]) for o in page.get("Contents", []))
@@ -339,11 +378,11 @@ class S3Writer(Writer):
         self.backend, self.key, self.part_size = backend, key, part_size
         self.buffer = bytearray()
         self.size = 0
-        self.upload_id = None
+        self.upload_id: str | None = None
         self.parts: list[dict] = []
-        self.futures = []
+        self.futures: list[Future[dict]] = []
         self.slots = threading.BoundedSemaphore(self.max_in_flight)
-        self.pool = None
+        self.pool: ThreadPoolExecutor | None = None
         self.failed: Exception | None = None
         self.committed = False
 
@@ -351,7 +390,7 @@ class S3Writer(Writer):
     def bucket(self) -> str:
         return self.backend.storage.bucket
 
-    def _call(self, method, **kwargs):
+    def _call(self, method: str, **kwargs: Any) -> Any:
         try:
             return getattr(self.backend.client, method)(Bucket=self.bucket, Key=self.key, **kwargs)
         except (ClientError, BotoCoreError) as exc:
@@ -377,6 +416,7 @@ class S3Writer(Writer):
             part = bytes(view[:length])
         del self.buffer[:length]
         number = len(self.futures) + 1
+        assert self.pool is not None  # created above with the multipart upload
         self.futures.append(self.pool.submit(self._upload_part, number, part))
 
     def _checksum_algorithm(self) -> dict:
@@ -414,6 +454,7 @@ class S3Writer(Writer):
             self._call("complete_multipart_upload", UploadId=self.upload_id, MultipartUpload={"Parts": parts})
             self.upload_id = None
             self.committed = True
+            assert self.pool is not None  # a multipart upload was started, and its pool with it
             self.pool.shutdown()
             return self.size
         except BaseException:
@@ -438,11 +479,11 @@ class S3Writer(Writer):
             self.committed = False
 
 
-def backend_for(storage) -> Backend:
+def backend_for(storage: "Storage") -> Backend:
     return LocalBackend(storage) if storage.kind == "local" else S3Backend(storage)
 
 
-def remove_partial(storage, database_name: str, stamp: str) -> int:
+def remove_partial(storage: "Storage", database_name: str, stamp: str) -> int:
     """Delete every object of one run's directory and abort its open multipart
     uploads (a worker killed mid-upload cannot abort them itself)."""
     backend = backend_for(storage)
@@ -455,6 +496,7 @@ def remove_partial(storage, database_name: str, stamp: str) -> int:
             for path in files:  # delete() also tidies the directories it empties
                 backend.delete(path.relative_to(backend.root.resolve()).as_posix())
             return len(files)
+        assert isinstance(backend, S3Backend)  # backend_for() makes the one or the other
         listed = directory.removeprefix(storage.prefix.rstrip("/") + "/") if storage.prefix else directory
         for obj in backend.list(listed):
             backend.delete(obj.key)

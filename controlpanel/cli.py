@@ -6,6 +6,7 @@ as JSON with --json, exit status 1 when a followed job did not succeed."""
 import json
 import os
 import time
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -29,7 +30,7 @@ def iso(value):
     return value.isoformat() if value else None
 
 
-class TextArgsMixin:
+class TextArgsMixin(BaseCommand):
     """Refuse argv that is not valid UTF-8 (bytes from another locale) with a
     clear message, before any lookup or save could trip over it."""
 
@@ -106,10 +107,10 @@ class JobCommand(TextArgsMixin, BaseCommand):
         if not queued and job.status != Status.SUCCEEDED:
             raise SystemExit(1)
 
-    def create(self, **options) -> Job:
+    def create(self, *args: Any, **options: Any) -> Job:
         raise NotImplementedError
 
-    def start(self, **options) -> Job:
+    def start(self, *args: Any, **options: Any) -> Job:
         raise NotImplementedError
 
     def as_dict(self, job: Job) -> dict:

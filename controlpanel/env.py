@@ -6,6 +6,7 @@ typo in a deployment never turns into a silently different behaviour.
 
 import os
 from pathlib import Path
+from typing import overload
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -16,6 +17,10 @@ FALSE_WORDS = {"0", "false", "no", "off", ""}
 READ: set[str] = set()
 
 
+@overload
+def env_str(name: str, default: str) -> str: ...
+@overload
+def env_str(name: str, default: None = None) -> str | None: ...
 def env_str(name: str, default: str | None = None) -> str | None:
     READ.add(name)
     return os.environ.get(name, default)

@@ -17,7 +17,7 @@ def validate_storable_text(value: str) -> None:
         raise ValidationError("This text holds bytes that are not valid UTF-8.") from None
 
 
-class StorableTextMixin:
+class StorableTextMixin(forms.BaseForm):
     """Every text field of the form refuses what the database cannot store,
     so a save never fails on it (Django already refuses NUL)."""
 
@@ -46,6 +46,7 @@ class KeepSecretsModelForm(StorableTextMixin, forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        assert cleaned is not None  # Django's Form.clean() returns cleaned_data
         for name in self.secret_field_names():
             if not cleaned.get(name) and self.instance.pk:
                 cleaned[name] = getattr(self.instance, name)
@@ -66,7 +67,9 @@ class ChannelForm(KeepSecretsModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["events"].choices = NotificationChannel.Event.choices
+        events = self.fields["events"]
+        assert isinstance(events, forms.MultipleChoiceField)  # declared above
+        events.choices = NotificationChannel.Event.choices
 
     def clean_url(self):
         url = self.cleaned_data.get("url") or ""

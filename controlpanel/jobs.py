@@ -16,6 +16,7 @@ import threading
 import time
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any, Self
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -117,7 +118,7 @@ class Job(models.Model):
     def claim(self, worker: str = "") -> bool:
         """Queued -> running, atomically; False when another worker got it first."""
         now = timezone.now()
-        claimed = type(self).objects.filter(pk=self.pk, status=Status.QUEUED).update(
+        claimed = type(self)._default_manager.filter(pk=self.pk, status=Status.QUEUED).update(
             status=Status.RUNNING, started=now, heartbeat=now, worker=worker
         )
         if claimed:
@@ -128,7 +129,7 @@ class Job(models.Model):
         """Cancel: a queued job at once ("cancelled"); a running one through its
         worker, which cleans up first ("requested"); "ended" when it already had."""
         now = timezone.now()
-        model = type(self).objects.filter(pk=self.pk)
+        model = type(self)._default_manager.filter(pk=self.pk)
         if model.filter(status=Status.QUEUED).update(status=Status.CANCELLED, finished=now, cancel_requested=now,
                                                      error="Cancelled before it started."):
             outcome = "cancelled"
@@ -163,7 +164,7 @@ class Job(models.Model):
             setattr(self, name, value)
         pending = {**getattr(self, "_unsaved", {}), **fields}
         try:
-            type(self).objects.filter(pk=self.pk).update(**pending)
+            type(self)._default_manager.filter(pk=self.pk).update(**pending)
         except DatabaseError as exc:
             self._unsaved = pending
             forget_broken_connection()
@@ -182,7 +183,8 @@ class Job(models.Model):
         fields = {**getattr(self, "_unsaved", {}), **fields}
         fields.update(status=status, error=error[:10000], finished=now, heartbeat=now)
         updated = with_metadata_retries(
-            lambda: type(self).objects.filter(pk=self.pk, status__in=ACTIVE_STATES).update(**fields), f"finish {self}")
+            lambda: type(self)._default_manager.filter(pk=self.pk, status__in=ACTIVE_STATES).update(**fields),
+            f"finish {self}")
         self._unsaved = {}
         if updated:
             for name, value in fields.items():
@@ -207,7 +209,7 @@ class Job(models.Model):
         Kinds that must run on the database host (pgBackRest) name its agent queue."""
         return None
 
-    def enqueue(self, request=None, audit: str = "", queue: str | None = None) -> "Job":
+    def enqueue(self, request: Any = None, audit: str = "", queue: str | None = None) -> Self:
         """Audit the start when someone asked (AUDIT, the sentence), then send the
         kind's task once this row is committed, on queue() unless told another, and
         keep the task's id."""
@@ -218,12 +220,12 @@ class Job(models.Model):
 
         def after_commit():
             result = send(self, queue)
-            model.objects.filter(pk=pk).update(celery_task_id=result.id)
+            model._default_manager.filter(pk=pk).update(celery_task_id=result.id)
 
         transaction.on_commit(after_commit)
         return self
 
-    def execute(self, retries_left: int = 0, **context) -> "Job":
+    def execute(self, retries_left: int = 0, **context: Any) -> Self:
         """Run this kind's body as this job: claimed, under a heartbeat, finished on
         every path. Then what follows (on_finished), unless a transient failure was
         requeued for another try (the job is queued again: its task retries it)."""
@@ -239,17 +241,22 @@ class Job(models.Model):
         """What follows this kind of job once it ended (alerts, the next job); overridden per kind."""
 
     # Fields a retry starts afresh; each kind adds its progress fields.
-    requeue_resets = ("started", "finished", "error")
+    requeue_resets: tuple[str, ...] = ("started", "finished", "error")
 
     def requeue(self) -> bool:
         """failed -> queued again after a transient failure, keeping the reason in
         details["attempts"]. Not a job someone asked to cancel (it failed before its
         worker saw the request); False when another job took over."""
         attempts = self.details.get("attempts", []) + [self.error]
-        fresh = {name: type(self)._meta.get_field(name).get_default() for name in self.requeue_resets}
+        fresh = {}
+        for name in self.requeue_resets:
+            field = type(self)._meta.get_field(name)
+            assert isinstance(field, models.Field)  # requeue_resets names the model's fields, not reverse relations
+            fresh[name] = field.get_default()
         try:
-            updated = type(self).objects.filter(pk=self.pk, status=Status.FAILED, cancel_requested__isnull=True).update(
-                status=Status.QUEUED, details={**self.details, "attempts": attempts, "transient": False}, **fresh)
+            updated = type(self)._default_manager.filter(
+                pk=self.pk, status=Status.FAILED, cancel_requested__isnull=True
+            ).update(status=Status.QUEUED, details={**self.details, "attempts": attempts, "transient": False}, **fresh)
         except IntegrityError:  # e.g. another backup of the database started meanwhile: it takes over
             updated = 0
         self.refresh_from_db()
@@ -261,7 +268,7 @@ class Job(models.Model):
         queue(), then give up. Sending twice is harmless: the worker claims with a
         compare-and-set."""
         now = timezone.now()
-        stale = cls.objects.filter(status=Status.QUEUED, created__lt=now - timedelta(seconds=after_seconds))
+        stale = cls._default_manager.filter(status=Status.QUEUED, created__lt=now - timedelta(seconds=after_seconds))
         given_up = stale.filter(created__lt=now - timedelta(seconds=give_up_seconds)).update(
             status=Status.FAILED, finished=now,
             error=f"No worker picked this up within {give_up_seconds} s: are workers running on its queue?",
@@ -276,8 +283,9 @@ class Job(models.Model):
         """Fail running jobs whose worker stopped sending heartbeats, then let
         each kind clean up after its dead worker (after_reap)."""
         cutoff = timezone.now() - timedelta(seconds=grace_seconds)
-        dead = list(cls.objects.filter(status=Status.RUNNING, heartbeat__lt=cutoff).values_list("pk", flat=True))
-        reaped = cls.objects.filter(pk__in=dead, status=Status.RUNNING).update(
+        dead = list(
+            cls._default_manager.filter(status=Status.RUNNING, heartbeat__lt=cutoff).values_list("pk", flat=True))
+        reaped = cls._default_manager.filter(pk__in=dead, status=Status.RUNNING).update(
             status=Status.FAILED,
             finished=timezone.now(),
             error=(
@@ -285,7 +293,7 @@ class Job(models.Model):
                 "it was killed, lost its connection or the machine restarted."
             ),
         )
-        for job in cls.objects.filter(pk__in=dead):
+        for job in cls._default_manager.filter(pk__in=dead):
             job.after_reap()
         return reaped
 
@@ -332,12 +340,13 @@ def heartbeat(job: Job, every: float | None = None, token: CancelToken | None = 
         try:
             while not stop.wait(poll):
                 try:
-                    if token is not None and not token.event.is_set() and type(job).objects.filter(
+                    if token is not None and not token.event.is_set() and type(job)._default_manager.filter(
                             pk=job.pk, cancel_requested__isnull=False).exists():
                         log.info("%s: cancel requested; stopping it", job)
                         token.cancel()
                     if time.monotonic() - last >= every:
-                        type(job).objects.filter(pk=job.pk, status=Status.RUNNING).update(heartbeat=timezone.now())
+                        type(job)._default_manager.filter(pk=job.pk, status=Status.RUNNING).update(
+                            heartbeat=timezone.now())
                         last = time.monotonic()
                 except DatabaseError as exc:
                     # The panel's database is away (restart, failover): keep
@@ -380,7 +389,7 @@ def describe_failure(exc: BaseException) -> str:
 def cancel_was_requested(job: Job) -> bool:
     """Asked before the heartbeat thread looked (it looks every CANCEL_POLL seconds)."""
     try:
-        return type(job).objects.filter(pk=job.pk, cancel_requested__isnull=False).exists()
+        return type(job)._default_manager.filter(pk=job.pk, cancel_requested__isnull=False).exists()
     except DatabaseError:
         return False
 
@@ -448,5 +457,5 @@ def forwarded_to(task, queue: str, args: list, kwargs: dict | None = None, job: 
     log.info("%s arrived on %s; sending it on to %s", task.name, arrived, queue)
     result = task.apply_async(args=args, kwargs=kwargs or {}, queue=queue)
     if job is not None:
-        type(job).objects.filter(pk=job.pk).update(celery_task_id=result.id)
+        type(job)._default_manager.filter(pk=job.pk).update(celery_task_id=result.id)
     return True

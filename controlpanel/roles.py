@@ -16,7 +16,7 @@ ADMIN_ACTIONS = ("drills.run_restore",)
 
 
 def _perms(codes):
-    found = []
+    found: list[Permission] = []
     for code in codes:
         app_label, codename = code.split(".")
         found.extend(Permission.objects.filter(content_type__app_label=app_label, codename=codename))

@@ -11,6 +11,7 @@ import secrets
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from cryptography.fernet import Fernet
@@ -132,7 +133,7 @@ TEMPLATES = [
 ]
 
 
-def _database_from_url() -> dict:
+def _database_from_url() -> dj_database_url.DBConfig:
     url = env_secret("DATABASE_URL")  # or DATABASE_URL_FILE: the URL holds a password
     if not url:
         url = f"sqlite:///{_directory(DATA_DIR) / 'restorable.sqlite3'}"
@@ -263,7 +264,7 @@ METRICS_ALLOW = env_list("RESTORABLE_METRICS_ALLOW", ["127.0.0.1", "::1"])
 SYSLOG = env_bool("RESTORABLE_SYSLOG", False)
 LOG_LEVEL = env_choice("RESTORABLE_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {

@@ -18,7 +18,7 @@ import psycopg
 
 from backups.models import BackupRun, PitrSetup
 from backups.pgbackrest import PitrError, read_archiver
-from backups.pgtools import ConnInfo, connect
+from backups.pgtools import ConnInfo, connect, one_value
 from backups.pipeline import Background
 from drills.fetch import Staging, fetch_dump
 from drills.models import Drill
@@ -36,7 +36,7 @@ class DrillFailed(Exception):
 
 
 def source_run_for(drill: Drill) -> BackupRun:
-    if drill.source_run_id:
+    if drill.source_run is not None:
         return drill.source_run
     run = drill.database.last_good_run()
     if run is None:
@@ -137,8 +137,9 @@ def drill_warnings(drill: Drill, rto: float) -> list[str]:
     budget = drill.database.rto_budget_seconds
     if rto > budget:
         warnings.append(f"RTO {rto:.0f} s is over the {budget} s budget.")
-    previous = list(Drill.objects.filter(database=drill.database, rto_seconds__isnull=False)
-                    .exclude(pk=drill.pk).order_by("-created").values_list("rto_seconds", flat=True)[:5])
+    recent = (Drill.objects.filter(database=drill.database, rto_seconds__isnull=False)
+              .exclude(pk=drill.pk).order_by("-created").values_list("rto_seconds", flat=True)[:5])
+    previous = [seconds for seconds in recent if seconds is not None]  # none is, by the filter: this tells mypy
     if len(previous) >= 3 and rto > 1.25 * statistics.median(previous):
         warnings.append(f"RTO {rto:.1f} s is creeping up: the median of the last {len(previous)} drills "
                         f"was {statistics.median(previous):.1f} s.")
@@ -195,7 +196,7 @@ def run_pitr_drill(drill: Drill) -> dict:
 def restored_heartbeat(target):
     """The restorable_heartbeat time in a restored database, when the table is there."""
     with connect(target) as conn:
-        if conn.execute("SELECT to_regclass('public.restorable_heartbeat')").fetchone()[0] is None:
+        if one_value(conn.execute("SELECT to_regclass('public.restorable_heartbeat')")) is None:
             return None
         row = conn.execute("SELECT at FROM public.restorable_heartbeat WHERE id = 1").fetchone()
     return row[0] if row else None

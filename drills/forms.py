@@ -44,6 +44,7 @@ class RestoreForm(StorableTextMixin, forms.Form):
 
     def clean(self):
         cleaned = super().clean()
+        assert cleaned is not None  # Django's Form.clean() returns cleaned_data
         if cleaned.get("target") == Restore.Target.NEW_DATABASE:
             if not cleaned.get("target_database"):
                 self.add_error("target_database", "Choose the server to restore onto.")
@@ -87,6 +88,7 @@ class PitrRestoreForm(StorableTextMixin, forms.Form):
 
     def clean(self):
         cleaned = super().clean()
+        assert cleaned is not None  # Django's Form.clean() returns cleaned_data
         target = cleaned.get("target_time")
         if "target_time" in self.errors:
             return cleaned

@@ -27,8 +27,9 @@ class Health:
     last_rto_seconds: float | None
     rto_budget_seconds: int
     reasons: list[str] = field(default_factory=list)
-    last_good = None
-    last_drill = None
+    # Set by database_health(), for the database page; not part of init, repr or comparison.
+    last_good: BackupRun | None = field(default=None, init=False, repr=False, compare=False)
+    last_drill: Drill | None = field(default=None, init=False, repr=False, compare=False)
 
 
 def database_health(database, now=None) -> Health:
@@ -63,7 +64,7 @@ def assess(database, last_good_at, drill: DrillFacts | None, now=None) -> Health
     age = (now - last_good_at).total_seconds() if last_good_at else None
     health = Health(GREEN, age, database.rpo_budget_seconds, drill.rto_seconds if drill else None,
                     database.rto_budget_seconds)
-    if last_good_at is None:
+    if age is None:  # no last_good_at
         health.reasons.append("No verified backup: nothing proven restorable yet.")
     elif age > database.rpo_budget_seconds:
         health.reasons.append(f"The last verified backup is {age / 3600:.1f} h old, over the "

@@ -1,5 +1,7 @@
 """Proof that backups restore: verifications, drills and admin restores."""
 
+from typing import Any, Self
+
 from django.conf import settings
 from django.db import models
 
@@ -119,13 +121,13 @@ class Restore(Job):
         # Into a data directory: pgBackRest writes it on the database host, so its agent runs it.
         return self.database.agent_queue_name if self.details.get("datadir") else None
 
-    def execute(self, **context) -> "Restore":
+    def execute(self, retries_left: int = 0, **context: Any) -> Self:
         self.refresh_from_db()
         if self.status == Status.CANCELLED:
             return self  # cancelled while queued: it never starts, and nobody hears it did
         event("restore_started", f"Restore #{self.pk} of {self.database} started", restore=self.pk,
               database=self.database.name)
-        return super().execute(**context)
+        return super().execute(retries_left, **context)
 
     def on_finished(self, **context) -> None:
         if self.status != Status.SUCCEEDED:

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from backups.pgtools import ConnInfo, PgError, connect, tool_for
+from backups.pgtools import ConnInfo, PgError, connect, one_value, tool_for
 from controlpanel.cancel import run_tool
 
 log = logging.getLogger("restorable.restore")
@@ -73,7 +73,7 @@ def pg_restore(dump: Path, target: ConnInfo, major: int, jobs: int | None = None
 
 def count_rows(target: ConnInfo, tables: list[str]) -> dict[str, int | None]:
     """Exact counts of TABLES (already quoted names) in TARGET; None when missing."""
-    counts = {}
+    counts: dict[str, int | None] = {}
     try:
         with connect(target) as conn:
             for table in tables:
@@ -86,7 +86,7 @@ def count_rows(target: ConnInfo, tables: list[str]) -> dict[str, int | None]:
                     counts[table] = None
                     continue
                 query = sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(*found))
-                counts[table] = conn.execute(query).fetchone()[0]
+                counts[table] = one_value(conn.execute(query))
     except PgError as exc:
         raise RestoreFailed(f"Cannot count rows in the restored database: {exc}") from None
     return counts

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from backups.models import PitrSetup
 from backups.pgbackrest import PgBackRest, PitrError, _allow_traverse, chown_to_owner
-from backups.pgtools import PgError, connect
+from backups.pgtools import PgError, connect, one_value
 from drills.sandboxes import LocalSandboxes, Sandbox, bin_dir, new_label, sandbox_root, write_label
 
 
@@ -42,6 +42,8 @@ def restore_to_sandbox(setup: PitrSetup, target: datetime | None, keep_seconds: 
     engine = PgBackRest(setup)
     check_target(engine, target)
     major = setup.database.server_major
+    if not major:
+        raise PitrError("The source server's version is unknown; back up once to detect it.")
     bin_dir(major)  # refuse early, with the install hint, when the binaries are missing
     directory = Path(tempfile.mkdtemp(prefix=f"pitr{major}-", dir=sandbox_root()))
     os.chmod(directory, 0o755)
@@ -78,7 +80,7 @@ def start_restored(sandbox: Sandbox, target: datetime | None) -> None:
     while time.monotonic() < deadline:
         try:
             with connect(sandbox.conninfo()) as conn:
-                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                if not one_value(conn.execute("SELECT pg_is_in_recovery()")):
                     return
         except PgError:
             if not (sandbox.datadir / "postmaster.pid").exists():
@@ -103,7 +105,7 @@ def explain_recovery_failure(sandbox: Sandbox, target: datetime | None, fallback
 
 def replayed_until(sandbox: Sandbox) -> datetime | None:
     with connect(sandbox.conninfo()) as conn:
-        return conn.execute("SELECT pg_last_xact_replay_timestamp()").fetchone()[0]
+        return one_value(conn.execute("SELECT pg_last_xact_replay_timestamp()"))
 
 
 def remove_sandbox(sandbox: Sandbox) -> None:
@@ -120,6 +122,8 @@ def restore_to_directory(setup: PitrSetup, target: datetime | None, path: Path) 
     if path.exists() and any(path.iterdir()):
         raise PitrError(f"{path} is not empty: a restore never writes over existing files.")
     major = setup.database.server_major
+    if not major:
+        raise PitrError("The source server's version is unknown; back up once to detect it.")
     binaries = bin_dir(major)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     chown_to_owner(path)

@@ -47,6 +47,8 @@ def run_restore(restore: Restore) -> dict:
     if run is None:
         raise RestoreFailed("Choose a backup to restore.")
     major = restore.database.server_major
+    if not major:
+        raise RestoreFailed("The source server's version is unknown; back up once to detect it.")
     selection = restore_args(restore.tables, restore.schemas)
     with Staging() as staging:
         restore.beat(phase="download")

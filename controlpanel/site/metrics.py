@@ -64,12 +64,16 @@ class PanelCollector:
 
         jobs = GaugeMetricFamily("restorable_jobs", "Jobs by kind and status", labels=["kind", "status"])
         for model in job_models():
-            for row in model.objects.values("status").annotate(n=Count("pk")):
-                jobs.add_metric([model._meta.model_name, row["status"]], row["n"])
+            kind = model._meta.model_name
+            assert kind is not None  # every concrete model has one
+            for row in model._default_manager.values("status").annotate(n=Count("pk")):
+                jobs.add_metric([kind, row["status"]], row["n"])
         yield jobs
         queued = GaugeMetricFamily("restorable_queue_depth", "Jobs waiting for a worker", labels=["kind"])
         for model in job_models():
-            queued.add_metric([model._meta.model_name], model.objects.filter(status="queued").count())
+            kind = model._meta.model_name
+            assert kind is not None  # every concrete model has one
+            queued.add_metric([kind], model._default_manager.filter(status="queued").count())
         yield queued
 
 

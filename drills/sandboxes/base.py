@@ -44,7 +44,7 @@ class RunningSandbox(Protocol):
 
     def __enter__(self) -> "RunningSandbox": ...
 
-    def __exit__(self, *exc) -> None: ...
+    def __exit__(self, *exc: object) -> None: ...
 
 class SandboxBackend(Protocol):
     """How drills, verifications and restores get a sandbox (local or docker)."""
@@ -61,7 +61,7 @@ def job_seconds() -> int:
     sandbox needs no longer."""
     return settings.CELERY_TASK_TIME_LIMIT
 
-def job_ref(job) -> str:
+def job_ref(job: "Job | None") -> str:
     """'drills.restore:12': the job a sandbox serves, as written in its label."""
     return f"{job._meta.label_lower}:{job.pk}" if job is not None and job.pk else ""
 
@@ -106,7 +106,7 @@ def owner_alive(pid: int) -> bool:
         return True
     return True
 
-def new_label(major: int, *, ttl_seconds: int | None, keep: bool, job=None) -> dict:
+def new_label(major: int, *, ttl_seconds: int | None, keep: bool, job: "Job | None" = None) -> dict:
     """What a sandbox records about itself for the reaper and the sandbox list.
     Kept sandboxes record their owner too: one still being filled by its
     running restore is not removed at its expiry."""
@@ -167,7 +167,7 @@ class SandboxInfo:
     def expired(self) -> bool:
         return self.expires is not None and self.expires < datetime.now(UTC)
 
-def _when(value) -> datetime | None:
+def _when(value: object) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if isinstance(value, (int, float)) and value else None
 
 def sandbox_info(name: str, backend: str, label: dict, host: str, busy: bool) -> SandboxInfo:

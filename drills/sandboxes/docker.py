@@ -10,7 +10,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self
 
 from django.conf import settings
 
@@ -32,11 +32,12 @@ if TYPE_CHECKING:
 LABEL = "restorable.sandbox"  # its value is the label, as JSON
 
 
-def client():
+def client() -> Any:  # a docker.DockerClient; the SDK has no type hints
     try:
         import docker  # noqa: PLC0415  here: the SDK (and requests) load only where the docker backend is used
 
-        docker_client = docker.from_env(timeout=30)
+        # mypy resolves `docker` to this repository's docker/ directory (a namespace package), not the SDK
+        docker_client = docker.from_env(timeout=30)  # type: ignore[attr-defined]
         docker_client.ping()
         return docker_client
     except Exception as exc:  # the SDK raises several kinds for "no daemon"
@@ -69,10 +70,10 @@ class DockerSandbox:
         except Exception:
             pass  # already gone; the reaper catches the rest
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.remove()
 
 

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self
 
 from django.conf import settings
 
@@ -122,7 +122,7 @@ class Sandbox:
     def conninfo(self, dbname: str = "postgres") -> ConnInfo:
         return ConnInfo(self.host, self.port, dbname, self.user, self.password, "disable")
 
-    def run_as_owner(self, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    def run_as_owner(self, argv: list[str], **kwargs: Any) -> "subprocess.CompletedProcess[str]":
         user = cluster_user()
         if user:
             argv = ["runuser", "-u", user, "--", *argv]
@@ -139,10 +139,10 @@ class Sandbox:
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.remove()
 
 def write_label(directory: Path, label: dict) -> None:
@@ -243,15 +243,15 @@ def _owner_state(label: dict) -> bool | None:
     return owner_running(owner, label.get("owner_started")) if isinstance(owner, int) else None
 
 def remove_directory(directory: Path, major: int | None) -> None:
-    sandbox = Sandbox(major=major, directory=directory, port=0)
+    sandbox = Sandbox(major=major, directory=directory, port=0) if major else None
     try:
-        if major:
+        if sandbox is not None:
             sandbox.remove()
         else:
             shutil.rmtree(directory, ignore_errors=True)
     except (ToolMissing, subprocess.SubprocessError, OSError) as exc:
         log.warning("could not stop sandbox %s: %s", directory, exc)
-        _kill_postmaster(sandbox.datadir)
+        _kill_postmaster(directory / "data")  # the datadir of a sandbox directory (no data_path)
         shutil.rmtree(directory, ignore_errors=True)
 
 def _kill_postmaster(datadir: Path) -> None:

@@ -1,6 +1,7 @@
 """Every database with its last run and last verified backup."""
 
 import json
+from typing import Any
 
 from django.core.management.base import BaseCommand
 
@@ -15,7 +16,7 @@ class Command(TextArgsMixin, BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, **options):
-        rows = []
+        rows: list[dict[str, Any]] = []
         for database in Database.objects.all():
             last, good = database.runs.first(), database.last_good_run()
             rows.append({
@@ -31,7 +32,8 @@ class Command(TextArgsMixin, BaseCommand):
         if not rows:
             self.stdout.write("No databases yet: add one with `manage.py add_database`.")
         for row in rows:
-            last = row["last_run"]
-            state = (f"#{last['id']} {last['status']} ({last['verified']}) at {last['created']}" if last
+            last_run = row["last_run"]
+            state = (f"#{last_run['id']} {last_run['status']} ({last_run['verified']}) at {last_run['created']}"
+                     if last_run
                      else "never backed up")
             self.stdout.write(f"{row['database']}: {state}")

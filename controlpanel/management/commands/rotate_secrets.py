@@ -19,11 +19,11 @@ class Command(TextArgsMixin, BaseCommand):
                 fields = [f for f in model._meta.fields if isinstance(f, EncryptedTextField)]
                 if not fields:
                     continue
-                for obj in model.objects.select_for_update().all():
+                for obj in model._default_manager.select_for_update().all():
                     # Loading decrypts with any key; saving the plain value
                     # encrypts it again with the first key.
                     values = {f.attname: str(getattr(obj, f.attname)) for f in fields if getattr(obj, f.attname)}
                     if values:
-                        model.objects.filter(pk=obj.pk).update(**values)
+                        model._default_manager.filter(pk=obj.pk).update(**values)
                         count += 1
         self.stdout.write(f"Re-encrypted the secrets of {count} rows with the newest key.")
