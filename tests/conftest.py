@@ -3,6 +3,7 @@ on loopback, local storage directories."""
 
 import subprocess
 import uuid
+from pathlib import Path
 
 import boto3
 import psycopg
@@ -174,3 +175,32 @@ def no_sandbox_left_behind():
     leftovers = list(sandbox_root().iterdir())
     running = subprocess.run(["pgrep", "-f", str(sandbox_root())], capture_output=True, text=True).stdout.strip()
     assert not leftovers and not running, f"sandboxes left behind: {leftovers} {running}"
+
+
+# What makes a test slow: a real browser, a Celery worker, a live server, pgBackRest, a
+# moto process or the quick start of its own (by fixture), or pg_dump, pg_restore and
+# initdb at work (by module). `make test-fast` runs the rest, in under a minute.
+SLOW_FIXTURES = {"browser", "live_server", "celery_worker", "worker_env", "archiving_cluster", "moto_process",
+                 "dumps_worker", "panel"}
+SLOW_MODULES = {
+    "backups/test_pipeline.py", "backups/test_failures.py", "backups/test_restore_without_restorable.py",
+    "backups/test_schema_diff.py", "backups/test_download.py", "backups/test_cli.py",
+    "controlpanel/test_alerts.py", "controlpanel/test_settings.py", "controlpanel/test_quickstart.py",
+    "controlpanel/test_console_noise.py", "drills/test_drill.py", "drills/test_verification.py",
+    "drills/test_pitr.py", "drills/test_sandbox.py", "drills/test_sandbox_lifetime.py",
+    "drills/test_sandbox_reaper_worker.py", "drills/test_restore_audit.py", "deploy/test_entrypoint.py",
+    "security/test_hostile_table_names.py", "faults/test_cancel.py", "faults/test_killed_worker.py",
+    "faults/test_metadata_restart.py", "faults/test_metadata_lost_mid_job.py", "faults/test_broker_restart.py",
+    # Property-based: hundreds of generated inputs each.
+    "security/test_views_fuzz.py", "security/test_forms_fuzz.py", "security/test_cli_fuzz.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.path.relative_to(Path(__file__).parent).as_posix()
+        db = item.get_closest_marker("django_db")
+        # A transactional test empties every table afterwards: most of a second on PostgreSQL.
+        transactional = db is not None and db.kwargs.get("transaction", False)
+        if module in SLOW_MODULES or transactional or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
