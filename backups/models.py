@@ -228,7 +228,7 @@ class BackupRun(Job):
         """Bytes dumped against the database's size: an estimate, capped below 100 while running."""
         total = (self.details or {}).get("database_size") or 0
         if not total:
-            return 5 if self.status == "queued" else 10
+            return 5 if self.status == Status.QUEUED else 10
         return max(5, min(95, int(100 * self.bytes_dumped / total)))
 
     def __str__(self) -> str:

@@ -35,7 +35,7 @@ class Health:
 def database_health(database, now=None) -> Health:
     """Health of one database, loading what it needs (two queries)."""
     last_good = database.last_good_run()
-    last_drill = Drill.objects.filter(database=database).exclude(status__in=("queued", "running", "cancelled")).first()
+    last_drill = Drill.objects.filter(database=database).exclude(status__in=(*ACTIVE_STATES, Status.CANCELLED)).first()
     health = assess(database, (last_good.finished or last_good.created) if last_good else None,
                     DrillFacts.of(last_drill), now)
     health.last_good, health.last_drill = last_good, last_drill

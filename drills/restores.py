@@ -12,6 +12,7 @@ from pathlib import Path
 
 from backups.models import PitrSetup
 from backups.pgtools import ConnInfo
+from controlpanel.jobs import Status
 from controlpanel.models import AuditEvent
 from drills.fetch import Staging, fetch_dump
 from drills.models import Restore
@@ -59,7 +60,7 @@ def run_restore(restore: Restore) -> dict:
         else:
             fields = restore_into_database(restore, fetched.path, major, selection)
     AuditEvent.record("restore.finished", f"Restore #{restore.pk} of {restore.database} finished",
-                      obj=restore, user=restore.requested_by, result="succeeded", storage=fetched.storage.name)
+                      obj=restore, user=restore.requested_by, result=Status.SUCCEEDED, storage=fetched.storage.name)
     return {"phase": "done", **fields}
 
 
@@ -121,13 +122,13 @@ def run_pitr_restore(restore: Restore) -> dict:
         recovered_to = restore_to_directory(setup, restore.pitr_target, Path(restore.details["datadir"]))
         AuditEvent.record("restore.finished", f"PITR restore #{restore.pk} of {restore.database} into "
                           f"{restore.details['datadir']} finished", obj=restore, user=restore.requested_by,
-                          result="succeeded", recovered_to=recovered_to.isoformat() if recovered_to else None)
+                          result=Status.SUCCEEDED, recovered_to=recovered_to.isoformat() if recovered_to else None)
         return {"phase": "done", "recovered_to": recovered_to,
                 "details": {**restore.details, "rto_seconds": round(_time.monotonic() - started, 3)}}
     sandbox, recovered_to = restore_to_sandbox(setup, restore.pitr_target, restore.keep_hours * 3600, keep=True,
                                                job=restore)
     AuditEvent.record("restore.finished", f"PITR restore #{restore.pk} of {restore.database} finished", obj=restore,
-                      user=restore.requested_by, result="succeeded",
+                      user=restore.requested_by, result=Status.SUCCEEDED,
                       recovered_to=recovered_to.isoformat() if recovered_to else None)
     return {
         "phase": "done", "recovered_to": recovered_to,

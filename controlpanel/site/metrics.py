@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 
 from backups.models import BackupRun
-from controlpanel.jobs import job_models
+from controlpanel.jobs import Status, job_models
 from drills.health import fleet_health
 
 
@@ -42,7 +42,7 @@ class PanelCollector:
             if db.last_drill_rto is not None:
                 gauges["rto"].add_metric([name], db.last_drill_rto)
             if db.last_drill_id:
-                gauges["drill_ok"].add_metric([name], 1 if db.last_drill_status == "succeeded" else 0)
+                gauges["drill_ok"].add_metric([name], 1 if db.last_drill_status == Status.SUCCEEDED else 0)
             if db.last_run_id:
                 gauges["verified"].add_metric([name], {"passed": 1, "failed": 0}.get(db.last_run_verified, -1))
             gauges["health"].add_metric([name], {"green": 0, "amber": 1, "red": 2}[health.color])
@@ -52,7 +52,7 @@ class PanelCollector:
                                  labels=["database"])
         duration = GaugeMetricFamily("restorable_last_backup_duration_seconds", "Duration of the last succeeded backup",
                                      labels=["database"])
-        last = (BackupRun.objects.filter(status="succeeded").order_by("database_id", "-created")
+        last = (BackupRun.objects.filter(status=Status.SUCCEEDED).order_by("database_id", "-created")
                 .distinct("database_id") if _postgres() else None)
         for run in (last.select_related("database") if last is not None else []):
             if run.size_bytes:
@@ -73,7 +73,7 @@ class PanelCollector:
         for model in job_models():
             kind = model._meta.model_name
             assert kind is not None  # every concrete model has one
-            queued.add_metric([kind], model._default_manager.filter(status="queued").count())
+            queued.add_metric([kind], model._default_manager.filter(status=Status.QUEUED).count())
         yield queued
 
 
