@@ -36,8 +36,7 @@ def client() -> Any:  # a docker.DockerClient; the SDK has no type hints
     try:
         import docker  # noqa: PLC0415  here: the SDK (and requests) load only where the docker backend is used
 
-        # mypy resolves `docker` to this repository's docker/ directory (a namespace package), not the SDK
-        docker_client = docker.from_env(timeout=30)  # type: ignore[attr-defined]
+        docker_client = docker.from_env(timeout=30)
         docker_client.ping()
         return docker_client
     except Exception as exc:  # the SDK raises several kinds for "no daemon"
