@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -50,9 +51,14 @@ def make_dataset(scale: int) -> int:
     return int(sh(["psql", *PG, "-d", BENCH_DB, "-Atc", "SELECT pg_database_size(current_database())"]).stdout)
 
 
-def start_moto() -> tuple[subprocess.Popen, str]:
-    from drills.sandboxes import free_port
+def free_port() -> int:
+    """A free loopback port (the parent process needs no Django for this)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
+
+def start_moto() -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,11 +1,11 @@
 """Form pieces shared by the apps: write-only secret inputs, storable text."""
 
-import apprise
 from django import forms
 from django.core.exceptions import ValidationError
 
 from controlpanel.crypto import EncryptedTextField
 from controlpanel.models import NotificationChannel
+from controlpanel.notify import understands
 
 
 def validate_storable_text(value: str) -> None:
@@ -73,7 +73,7 @@ class ChannelForm(KeepSecretsModelForm):
 
     def clean_url(self):
         url = self.cleaned_data.get("url") or ""
-        if url and not apprise.Apprise().add(url):
+        if url and not understands(url):
             # Never echo the URL: it carries the service's token.
             raise ValidationError("apprise does not understand this URL; see its URL formats "
                                   "(tgram://, slack://, discord://, mailto://, json://...).")

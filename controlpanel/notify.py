@@ -10,7 +10,6 @@ logged.
 import logging
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import apprise
 from django.conf import settings
 from django.db import IntegrityError
 from django.urls import reverse
@@ -76,6 +75,20 @@ def send(name: str, summary: str, channels=None, **context) -> int:
     return sum(1 for channel in channels if deliver(channel, title, body) is None)
 
 
+def _apprise():
+    """The apprise module. Imported here, not at the top: it loads about 17 MB of
+    service plugins, and every worker imports this module (the dumps worker has a
+    150 MB budget); only a process that checks or sends a message pays for it."""
+    import apprise  # noqa: PLC0415
+
+    return apprise
+
+
+def understands(url: str) -> bool:
+    """Whether apprise knows what to do with URL (a channel's, never logged)."""
+    return bool(_apprise().Apprise().add(url))
+
+
 def send_test(channel) -> str | None:
     """Send the test message through one channel: None when it was accepted, else why not (no secret in it)."""
     return deliver(channel, "Restorable: test", f"A test alert from Restorable: this channel works.\n{link({})}")
@@ -83,6 +96,7 @@ def send_test(channel) -> str | None:
 
 def deliver(channel, title: str, body: str) -> str | None:
     """Send through one channel; None when the service accepted it, else the reason in plain words."""
+    apprise = _apprise()
     sender = apprise.Apprise()
     if not sender.add(str(channel.url)):
         log.warning("notification channel %s has an URL apprise does not understand", channel.name)

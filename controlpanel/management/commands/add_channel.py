@@ -1,12 +1,12 @@
 """Add or update a notification channel; its apprise URL comes from an environment variable."""
 
 
-import apprise
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from controlpanel.cli import TextArgsMixin, env_text
 from controlpanel.models import NotificationChannel
+from controlpanel.notify import understands
 from controlpanel.validators import name_validator
 
 
@@ -26,7 +26,7 @@ class Command(TextArgsMixin, BaseCommand):
         url = env_text(url_env)
         if not url:
             raise CommandError(f"Environment variable {url_env} is not set or empty.")
-        if not apprise.Apprise().add(url):
+        if not understands(url):
             raise CommandError(f"{url_env} does not hold a URL apprise understands (see the apprise URL formats).")
         channel, created = NotificationChannel.objects.update_or_create(
             name=name, defaults={"url": url, "events": events, "enabled": True})
