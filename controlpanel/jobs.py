@@ -235,6 +235,8 @@ class Job(models.Model):
                 and self.requeue()):
             return self  # no alert for a failure that may heal
         self.on_finished(**context)
+        # What follows may have changed this row (a verification marks its backup verified).
+        with_metadata_retries(self.refresh_from_db, f"reload {self}")
         return self
 
     def on_finished(self, **context) -> None:

@@ -53,6 +53,7 @@ def test_add_storages_and_database_then_back_up_with_json(capsys, tmp_path, monk
     assert code == 0, err
     result = json.loads(out)
     assert result["status"] == "succeeded"
+    assert result["verified"] == "passed"  # --inline verifies in the same process, and says so
     assert ({(a["storage"], a["name"]) for a in result["artifacts"]}
             >= {("disk", "full.dump.zst"), ("r2", "full.dump.zst")})
     r2_key = next(a["key"] for a in result["artifacts"] if a["storage"] == "r2" and a["name"] == "manifest.json")
