@@ -68,7 +68,8 @@ def test_each_job_page_and_its_fragment_render_in_every_state(client, source_dat
 @pytest.mark.parametrize("kind", URLS)
 def test_each_job_page_renders_in_chromium_at_both_widths(browser, live_server, source_database, panel_admin, kind):
     for state, (fields, texts) in STATES.items():
-        BackupRun.objects.filter(status__in=ACTIVE_STATES).update(status=Status.CANCELLED)  # one active run per database
+        # One active run per database: end the previous state's before making the next.
+        BackupRun.objects.filter(status__in=ACTIVE_STATES).update(status=Status.CANCELLED)
         job = make(kind, source_database, fields)
 
         def check(page, texts=texts, job=job):
