@@ -229,7 +229,8 @@ class Job(models.Model):
         """Run this kind's body as this job: claimed, under a heartbeat, finished on
         every path. Then what follows (on_finished), unless a transient failure was
         requeued for another try (the job is queued again: its task retries it)."""
-        run_job(self, import_string(self.body))
+        if not run_job(self, import_string(self.body)):
+            return self  # a duplicate delivery: the worker that claimed it does what follows
         with_metadata_retries(self.refresh_from_db, f"reload {self}")
         if (self.status == Status.FAILED and self.details.get("transient") and retries_left > 0
                 and self.requeue()):
@@ -396,15 +397,16 @@ def cancel_was_requested(job: Job) -> bool:
         return False
 
 
-def run_job(job: Job, work) -> Job:
-    """Claim JOB, run work(job) under a heartbeat, and always finish the job."""
+def run_job(job: Job, work) -> bool:
+    """Claim JOB, run work(job) under a heartbeat, and always finish the job.
+    False when another worker had claimed it (or it had ended): nothing ran here."""
     if not job.claim(worker=socket.gethostname()):
         log.info("%s was already claimed or ended (%s); skipping", job, job.status)
-        return job
+        return False
     log.info("%s started", job)
     with current_token() as token:
         _run(job, work, token)
-    return job
+    return True
 
 
 def _run(job: Job, work, token: CancelToken) -> None:

@@ -46,6 +46,7 @@ def test_a_duplicate_delivery_does_not_make_two_backups(source_database):
     assert run.status == Status.SUCCEEDED
     assert run.artifacts.filter(name="full.dump.zst").count() == 1
     assert BackupRun.objects.count() == 1
+    assert run.verifications.count() == 1  # what follows a backup follows it once
 
 
 def test_ten_databases_at_once_on_two_workers_all_verified(celery_worker, local_storage, make_pg_database,
