@@ -4,7 +4,6 @@ import json
 from datetime import UTC, timedelta
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
@@ -111,7 +110,7 @@ def sync_pitr_schedules(setup) -> None:
             name=schedule_name(database, kind),
             defaults={"task": task, "crontab": crontab_for(cron, database.timezone), "interval": None,
                       "args": json.dumps([database.pk]), "kwargs": json.dumps(kwargs),
-                      "queue": ("drills" if kind == "pitr drill" else database.agent_queue or settings.AGENT_QUEUE),
+                      "queue": "drills" if kind == "pitr drill" else database.agent_queue_name,
                       "enabled": setup.enabled is not None},
         )
 
